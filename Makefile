@@ -1,0 +1,61 @@
+# kdcourse: set-up, lessons and tests.
+#   make lab      open the exercise notebooks in JupyterLab (creates .venv on first use)
+#   make test     unit tests + every solution notebook under nbval (what CI runs)
+# The virtual environment is (re)installed only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kdcourse-installed
+# Optional index for the torch wheels only, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+
+# nbval in lax mode: only cells marked "# NBVAL_CHECK_OUTPUT" have their outputs compared.
+# lessons/ is never run: its exercise cells raise NotImplementedError by design.
+SOLUTIONS := $(wildcard solutions/*.ipynb)
+NBVAL     := --nbval-lax --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg
+
+.PHONY: help venv lab test lessons results test-browser clean
+
+help:
+	@echo "make lab           JupyterLab on lessons/ (sets up $(VENV) first)"
+	@echo "make test          pytest tests + nbval over solutions/"
+	@echo "make lessons       regenerate lessons/ from solutions/"
+	@echo "make results       the comparison table on the digits data -> results/digits.json"
+	@echo "make test-browser  browser tests (tests/browser)"
+	@echo "make clean         remove Python, pytest and Jupyter caches"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 'torch>=2.2' 'torchvision>=0.17'
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+lab: venv
+	$(BIN)/jupyter lab lessons/
+
+# One pytest call, so an empty solutions/ is not a "no tests collected" failure.
+test: venv
+	$(BIN)/python -m pytest tests --ignore=tests/browser $(SOLUTIONS) $(NBVAL)
+
+lessons: venv
+	$(BIN)/python -m kdcourse.exercises
+
+results: venv
+	mkdir -p results
+	$(BIN)/python -m kdcourse compare --dataset digits --methods baseline,kd,hint,at,rkd,sp,dkd \
+		--seeds 3 --json results/digits.json
+
+# End to end in JupyterLab + headless Chromium (tests/browser). Needs Debian's `chromium`
+# (`apt-get install -y chromium`; or KDCOURSE_CHROMIUM=/path/to/chromium): skipped without it,
+# unless KDCOURSE_REQUIRE_BROWSER=1. Screenshots go to tests/browser/artifacts/.
+test-browser: venv
+	$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -e '.[browser]'
+	$(BIN)/python -m pytest tests/browser -v -rs
+
+clean:
+	rm -rf .pytest_cache .hypothesis build dist *.egg-info
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) \
+		-type d -prune -exec rm -rf {} +

@@ -1,0 +1,9 @@
+"""kdcourse: the helper package of a hands-on knowledge-distillation course.
+
+Modules (each one idea): ``config`` (profile, cache), ``data`` (digits, CIFAR-10, transfer
+sets), ``models`` (teachers and students), ``losses`` (one pure function per method),
+``distill`` (the Distiller and the one training loop), ``checks`` (exercise checkers),
+``widgets`` (slider explorers), ``plots`` (shared figures).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,158 @@
+"""The course's comparison: every method, several seeds, one table.
+
+``python -m kdcourse compare`` calls :func:`compare`; notebooks may call it too. The default
+digits regime (chosen so that KD's effect is visible, see README "Results"):
+
+- teacher: ``DigitsCNN(32)`` (103k parameters) trained on all 1,077 training images;
+- student: ``DigitsCNN(8)`` (7k parameters) trained on a 300-image transfer set: with few
+  labels, the teacher's soft targets carry the most information (with all 1,077 images the
+  student reaches the teacher's accuracy on its own and KD has nothing left to add);
+- 40 epochs of Adam (lr 3e-3, batch 64), T = 4, alpha = 0.9.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from . import data as kd_data
+from .config import pick
+from .distill import METHODS, evaluate, method_terms, seed_everything, teacher_outputs, train
+from .models import DigitsCNN, count_parameters
+
+__all__ = ["Regime", "DIGITS_REGIME", "digits_teacher", "compare", "format_table", "to_json"]
+
+
+@dataclass
+class Regime:
+    """Everything that defines one comparison, besides the method and the seed."""
+
+    teacher_width: int = 32
+    teacher_epochs: int = 15
+    student_width: int = 8
+    train_size: int = 300
+    epochs: int = 40
+    lr: float = 3e-3
+    batch_size: int = 64
+    T: float = 4.0
+    alpha: float = 0.9
+    weights: dict[str, float] = field(default_factory=lambda: {
+        # tuned on the validation set for DigitsCNN students (see lessons 05 and 06)
+        "hint": 1.0, "at": 100.0, "rkd_distance": 1.0, "rkd_angle": 2.0, "sp": 100.0,
+    })
+
+
+DIGITS_REGIME = Regime()
+
+
+def digits_teacher(regime: Regime = DIGITS_REGIME, seed: int = 0):
+    """Train the digits teacher of ``regime`` (about a second on a CPU); returns (teacher, data)."""
+    d = kd_data.load_digits_data(images=True)
+    seed_everything(seed)
+    teacher = DigitsCNN(regime.teacher_width)
+    train(teacher, d.train, epochs=regime.teacher_epochs, seed=seed, progress=False)
+    return teacher, d
+
+
+def compare(
+    methods: Sequence[str] = METHODS,
+    seeds: int = 3,
+    regime: Regime = DIGITS_REGIME,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Train one student per method and seed on the digits; return per-method results.
+
+    Each entry: ``{"mean", "std", "runs"}`` (test accuracies in [0, 1]), plus ``"params"``
+    and ``"seconds"`` (mean training time of one run, teacher excluded). Every method sees the
+    same teacher, the same transfer set and the same initial student for a given seed.
+    """
+    from tqdm.auto import tqdm
+
+    unknown = [m for m in methods for part in m.split("+") if part not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose among {METHODS} or sums like 'kd+at'")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    teacher, d = digits_teacher(regime)
+    transfer = kd_data.subset(d.train, regime.train_size, seed=0)
+    sample = transfer.tensors[0][:2]
+    features = sorted({f for m in methods if m != "baseline"
+                       for term in method_terms(m, student=DigitsCNN(regime.student_width), teacher=teacher,
+                                                sample_input=sample, weights=regime.weights)
+                       for f in term.features})
+    cache = teacher_outputs(teacher, transfer.tensors[0], features)
+    results: dict[str, dict] = {"teacher": {
+        "mean": evaluate(teacher, d.test), "std": 0.0, "runs": [evaluate(teacher, d.test)],
+        "params": count_parameters(teacher), "seconds": None}}
+    bar = tqdm(total=len(methods) * seeds, desc="compare", disable=not progress)
+    for method in methods:
+        accs, secs = [], []
+        for seed in range(seeds):
+            seed_everything(seed)
+            student = DigitsCNN(regime.student_width)
+            start = time.perf_counter()
+            train(student, transfer, teacher=teacher, method=method, epochs=regime.epochs, lr=regime.lr,
+                  batch_size=regime.batch_size, T=regime.T, alpha=regime.alpha, weights=regime.weights,
+                  seed=seed, teacher_cache=cache, progress=False)
+            secs.append(time.perf_counter() - start)
+            accs.append(evaluate(student, d.test))
+            bar.update()
+        results[method] = {
+            "mean": statistics.fmean(accs),
+            "std": statistics.pstdev(accs),
+            "runs": accs,
+            "params": count_parameters(student),
+            "seconds": statistics.fmean(secs),
+        }
+    bar.close()
+    return results
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """A plain-text table: method, mean +- std accuracy, parameters, seconds per run."""
+    lines = [f"{'method':<12} {'test accuracy':>17} {'params':>9} {'s/run':>7}", "-" * 48]
+    for name, r in results.items():
+        acc = f"{100 * r['mean']:.1f} +- {100 * r['std']:.1f} %"
+        secs = f"{r['seconds']:.2f}" if r.get("seconds") is not None else "-"
+        lines.append(f"{name:<12} {acc:>17} {r['params']:>9,} {secs:>7}")
+    return "\n".join(lines)
+
+
+def to_json(results: dict[str, dict], path) -> None:
+    """Write the results shaped ``{"<method>": {"mean", "std", "runs", ...}}``."""
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+
+
+def cache_benchmark(epochs: int = 10, repeats: int = 3) -> dict[str, float]:
+    """Seconds per epoch for a baseline student, a KD student with cached teacher outputs and
+    one without the cache (the teacher re-run every batch), on the full digits training set.
+
+    Returns the three median epoch times and the two ratios to the baseline.
+    """
+    teacher, d = digits_teacher()
+    timings = {}
+    for label, method, cache in (("baseline", "baseline", True), ("kd_cached", "kd", True),
+                                 ("kd_uncached", "kd", False)):
+        per_epoch = []
+        for seed in range(repeats):
+            seed_everything(seed)
+            student = DigitsCNN(DIGITS_REGIME.student_width)
+            h = train(student, d.train, teacher=teacher, method=method, epochs=epochs, cache_teacher=cache,
+                      seed=seed, progress=False)
+            # the one-off teacher pass of the cached run is spread over its epochs
+            per_epoch.append((sum(h.epoch_seconds) + h.teacher_seconds) / epochs)
+        timings[label] = statistics.median(per_epoch)
+    timings["ratio_cached"] = timings["kd_cached"] / timings["baseline"]
+    timings["ratio_uncached"] = timings["kd_uncached"] / timings["baseline"]
+    return timings
+
+
+def default_seeds() -> int:
+    return pick(quick=3, full=10)

@@ -1,0 +1,477 @@
+"""One training loop for every method: a Distiller (frozen teacher + student + weighted terms).
+
+The design follows Keras' ``Distiller`` (a teacher, a student, weighted losses) and mdistiller
+(the teacher is kept in eval mode inside the distiller, whatever mode the distiller is put in).
+
+A method is a list of :class:`LossTerm` objects, each ``weight * fn(student_out, teacher_out,
+targets)``, where ``student_out`` and ``teacher_out`` are dicts holding ``"logits"`` and any
+intermediate features the term asked for (read with :func:`kdcourse.models.feature_extractor`).
+
+    >>> history = train(student, data.train, teacher=teacher, method="kd", T=4, alpha=0.9)
+
+Methods: ``baseline``, ``kd``, ``hint``, ``at``, ``rkd``, ``sp``, ``dkd`` and sums such as
+``kd+at`` (see :func:`method_terms`). A custom loss plugs in as a term:
+
+    >>> terms = [LossTerm("mine", 1.0, lambda s, t, y: my_loss(s["logits"], t["logits"], y))]
+    >>> history = train(student, data.train, teacher=teacher, terms=terms)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from . import losses
+from .config import device as default_device
+from .config import progress_enabled
+from .data import tensors
+from .models import feature_extractor
+
+__all__ = [
+    "LossTerm",
+    "Distiller",
+    "History",
+    "METHODS",
+    "method_terms",
+    "train",
+    "evaluate",
+    "predict_logits",
+    "teacher_outputs",
+    "freeze",
+    "seed_everything",
+]
+
+Outputs = dict[str, torch.Tensor]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so that model initialisation and training repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Freeze a teacher: eval mode (dropout off, BatchNorm statistics fixed) and no gradients."""
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+@dataclass
+class LossTerm:
+    """One weighted part of the training objective: ``weight * fn(student_out, teacher_out, y)``.
+
+    ``features`` names the intermediate features ``fn`` reads from both outputs (besides
+    ``"logits"``); ``module`` holds trainable parameters the term owns (e.g. the FitNets
+    regressor), which the optimizer then trains along with the student.
+    """
+
+    name: str
+    weight: float
+    fn: Callable[[Outputs, Outputs | None, torch.Tensor], torch.Tensor]
+    features: tuple[str, ...] = ()
+    module: nn.Module | None = None
+    needs_teacher: bool = True
+
+
+# ------------------------------------------------------------------ terms for each method
+
+
+def cross_entropy_term(weight: float = 1.0) -> LossTerm:
+    """The hard-label loss ``CE(y, softmax(z_s))``."""
+    return LossTerm("ce", weight, lambda s, t, y: F.cross_entropy(s["logits"], y), needs_teacher=False)
+
+
+def kd_term(weight: float, T: float, loss_fn: Callable = losses.kd_loss) -> LossTerm:
+    """The soft-target term ``T^2 KL(p_t^T || p_s^T)`` (:func:`kdcourse.losses.kd_loss`)."""
+    return LossTerm("kd", weight, lambda s, t, y: loss_fn(s["logits"], t["logits"], T))
+
+
+def _probe_shapes(model: nn.Module, feature: str, sample_input: torch.Tensor) -> torch.Size:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        shape = feature_extractor(model, [feature])(sample_input[:2])[feature].shape
+    model.train(was_training)
+    return shape
+
+
+def make_regressor(student_shape: Sequence[int], teacher_shape: Sequence[int]) -> nn.Module:
+    """The FitNets regressor: a 1x1 convolution (feature maps) or a linear layer (vectors).
+
+    Spatial sizes must already agree; only the channel / width count is mapped.
+    """
+    if len(student_shape) == 4 and len(teacher_shape) == 4:
+        if tuple(student_shape[2:]) != tuple(teacher_shape[2:]):
+            raise ValueError(
+                f"hint layers must share their spatial size, got student {tuple(student_shape[2:])} "
+                f"and teacher {tuple(teacher_shape[2:])}: choose another feature"
+            )
+        return nn.Conv2d(student_shape[1], teacher_shape[1], kernel_size=1, bias=False)
+    if len(student_shape) == 2 and len(teacher_shape) == 2:
+        return nn.Linear(student_shape[1], teacher_shape[1])
+    raise ValueError(f"cannot map a student feature of shape {tuple(student_shape)} onto {tuple(teacher_shape)}")
+
+
+def hint_term(weight: float, student: nn.Module, teacher: nn.Module, feature: str,
+              sample_input: torch.Tensor) -> LossTerm:
+    """FitNets: match the teacher's ``feature`` through a trained regressor."""
+    regressor = make_regressor(_probe_shapes(student, feature, sample_input),
+                               _probe_shapes(teacher, feature, sample_input))
+    return LossTerm(
+        "hint", weight,
+        lambda s, t, y: losses.hint_loss(s[feature], t[feature], regressor),
+        features=(feature,), module=regressor,
+    )
+
+
+def _feature_term(name: str, weight: float, feature: str, loss_fn: Callable) -> LossTerm:
+    return LossTerm(name, weight, lambda s, t, y: loss_fn(s[feature], t[feature]), features=(feature,))
+
+
+#: Default term weights, from the papers (CIFAR) unless noted.
+DEFAULT_WEIGHTS = {
+    "hint": 1.0,  # mean squared error, see losses.hint_loss
+    "at": 1000.0,  # Zagoruyko & Komodakis: beta = 1e3
+    "rkd_distance": 25.0,  # Park et al.
+    "rkd_angle": 50.0,
+    "sp": 3000.0,  # Tung & Mori: gamma = 3000
+    "dkd": 1.0,  # the DKD term's own alpha / beta set its parts (alpha=1, beta=8)
+}
+
+METHODS = ("baseline", "kd", "hint", "at", "rkd", "sp", "dkd")
+
+
+def _default_feature(method: str, model: nn.Module) -> str:
+    if method in ("hint", "at") and hasattr(model, "layer2"):
+        return "layer2"
+    if method == "at":
+        raise ValueError(
+            f"attention transfer needs convolutional feature maps; {type(model).__name__} has none. "
+            "Use a CNN (DigitsCNN, CifarCNN, CifarResNet)."
+        )
+    return "embedding"
+
+
+def method_terms(
+    method: str,
+    *,
+    student: nn.Module | None = None,
+    teacher: nn.Module | None = None,
+    sample_input: torch.Tensor | None = None,
+    T: float = 4.0,
+    alpha: float = 0.9,
+    feature: str | None = None,
+    weights: dict[str, float] | None = None,
+) -> list[LossTerm]:
+    """The loss terms of a named method.
+
+    - ``baseline``: ``CE``;
+    - ``kd``: ``(1 - alpha) CE + alpha T^2 KL`` (Hinton et al. 2015);
+    - ``hint`` / ``at`` / ``rkd`` / ``sp``: ``CE + weight * feature-or-relation term``;
+    - ``dkd``: ``CE + DKD`` (Zhao et al. 2022, alpha=1, beta=8);
+    - ``kd+at`` etc.: the KD terms plus the other method's extra term.
+
+    ``feature`` picks the layer for hint / AT / RKD / SP (default: ``layer2`` for hint and AT,
+    ``embedding`` for relations); ``weights`` overrides :data:`DEFAULT_WEIGHTS`.
+    """
+    parts = [p.strip().lower() for p in method.split("+") if p.strip()]
+    unknown = [p for p in parts if p not in METHODS]
+    if not parts or unknown:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS} or a sum like 'kd+at'")
+    losses._check_alpha(alpha)
+    losses._check_temperature(T)
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    needs_teacher = parts != ["baseline"]
+    if needs_teacher and teacher is None:
+        raise ValueError(f"method {method!r} needs a teacher: pass teacher=...")
+
+    terms = [cross_entropy_term(1 - alpha if "kd" in parts else 1.0)]
+    if "kd" in parts:
+        terms.append(kd_term(alpha, T))
+    for part in parts:
+        if part in ("baseline", "kd"):
+            continue
+        layer = feature or _default_feature(part, student)
+        if part == "hint":
+            if sample_input is None:
+                raise ValueError("the hint method needs sample_input to size its regressor")
+            terms.append(hint_term(w["hint"], student, teacher, layer, sample_input))
+        elif part == "at":
+            terms.append(_feature_term("at", w["at"], layer, losses.attention_transfer_loss))
+        elif part == "rkd":
+            terms.append(_feature_term("rkd_distance", w["rkd_distance"], layer, losses.rkd_distance_loss))
+            terms.append(_feature_term("rkd_angle", w["rkd_angle"], layer, losses.rkd_angle_loss))
+        elif part == "sp":
+            terms.append(_feature_term("sp", w["sp"], layer, losses.similarity_preserving_loss))
+        elif part == "dkd":
+            terms.append(LossTerm("dkd", w["dkd"],
+                                  lambda s, t, y: losses.dkd_loss(s["logits"], t["logits"], y, T=T)))
+    return terms
+
+
+# ------------------------------------------------------------------ the distiller
+
+
+class Distiller(nn.Module):
+    """A student, a frozen teacher and weighted loss terms.
+
+    The teacher is frozen on construction and stays in eval mode even when the distiller is put
+    in train mode; its forward pass runs under ``torch.no_grad()``.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None = None,
+                 terms: Sequence[LossTerm] | None = None):
+        super().__init__()
+        self.terms = list(terms) if terms else [cross_entropy_term(1.0)]
+        if any(term.needs_teacher for term in self.terms) and teacher is None:
+            raise ValueError("these loss terms need a teacher, but teacher is None")
+        self.student = student
+        self.teacher = freeze(teacher) if teacher is not None else None
+        self.extra = nn.ModuleList([t.module for t in self.terms if t.module is not None])
+        self.features = tuple(sorted({f for t in self.terms for f in t.features}))
+        self._student_features = feature_extractor(student, self.features) if self.features else None
+        self._teacher_features = (
+            feature_extractor(self.teacher, self.features) if self.features and teacher is not None else None
+        )
+
+    def train(self, mode: bool = True) -> "Distiller":
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+            if self._teacher_features is not None:
+                self._teacher_features.eval()
+        return self
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(t.needs_teacher and t.weight != 0 for t in self.terms)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The student's parameters and those of the terms (regressors); never the teacher's."""
+        return [p for p in list(self.student.parameters()) + list(self.extra.parameters()) if p.requires_grad]
+
+    def student_outputs(self, x: torch.Tensor) -> Outputs:
+        if self._student_features is not None:
+            return dict(self._student_features(x))
+        return {"logits": self.student(x)}
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: torch.Tensor) -> Outputs:
+        if self._teacher_features is not None:
+            return dict(self._teacher_features(x))
+        return {"logits": self.teacher(x)}
+
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor,
+                     teacher_out: Outputs | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """The weighted total, each term's unweighted value (for the history) and the student logits."""
+        s = self.student_outputs(x)
+        t = None
+        if self.needs_teacher:
+            t = teacher_out if teacher_out is not None else self.teacher_outputs(x)
+        total = torch.zeros((), device=x.device)
+        parts: dict[str, float] = {}
+        for term in self.terms:
+            if term.weight == 0:
+                continue
+            value = term.fn(s, t, y)
+            total = total + term.weight * value
+            parts[term.name] = float(value.detach())
+        return total, parts, s["logits"]
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: nn.Module, x: torch.Tensor, features: Sequence[str] = (),
+                    batch_size: int = 1024) -> Outputs:
+    """The teacher's logits (and ``features``) for every row of ``x``, computed once in eval mode.
+
+    With un-augmented inputs these never change during training, so :func:`train` computes
+    them once instead of every epoch (pass the result as ``teacher_cache`` to reuse it across
+    runs, e.g. in a sweep).
+    """
+    freeze(teacher)
+    model = feature_extractor(teacher, tuple(features)) if features else None
+    dev = next(teacher.parameters()).device
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(dev)
+        out = dict(model(xb)) if model is not None else {"logits": teacher(xb)}
+        for k, v in out.items():
+            chunks.setdefault(k, []).append(v.cpu())
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The model's logits for every row of ``x`` (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 1024) -> float:
+    """Accuracy (in [0, 1]) of ``model`` on a ``TensorDataset``."""
+    x, y = tensors(data)
+    return float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
+
+
+# ------------------------------------------------------------------ training
+
+
+@dataclass
+class History:
+    """What happened during training, one entry per epoch."""
+
+    method: str
+    train_loss: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
+    train_acc: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    teacher_seconds: float = 0.0
+    student: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def epochs(self) -> list[int]:
+        return list(range(1, len(self.train_loss) + 1))
+
+    @property
+    def final_val_acc(self) -> float | None:
+        return self.val_acc[-1] if self.val_acc else None
+
+    @property
+    def seconds(self) -> float:
+        return self.teacher_seconds + sum(self.epoch_seconds)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method, "train_loss": self.train_loss, "parts": self.parts,
+            "train_acc": self.train_acc, "val_acc": self.val_acc,
+            "epoch_seconds": self.epoch_seconds, "teacher_seconds": self.teacher_seconds,
+        }
+
+
+def train(
+    student: nn.Module,
+    train_data: TensorDataset,
+    *,
+    teacher: nn.Module | None = None,
+    method: str = "baseline",
+    terms: Sequence[LossTerm] | None = None,
+    val_data: TensorDataset | None = None,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    cosine: bool = False,
+    seed: int = 0,
+    T: float = 4.0,
+    alpha: float = 0.9,
+    feature: str | None = None,
+    weights: dict[str, float] | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    cache_teacher: bool = True,
+    teacher_cache: Outputs | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> History:
+    """Train ``student`` in place with a method's loss terms; return the :class:`History`.
+
+    - ``method`` names a recipe (:func:`method_terms`); ``terms`` replaces it with your own.
+    - Seeded: the same ``seed`` and the same initial student give the same numbers on the same
+      machine (batch order, dropout, regressor initialisation).
+    - With ``augment=None`` the teacher's outputs for the training set are computed once
+      (``cache_teacher``) instead of every epoch; pass ``teacher_cache`` (from
+      :func:`teacher_outputs`) to share them across runs.
+    - ``progress`` shows a ``tqdm`` bar (``KDCOURSE_PROGRESS=0`` silences all bars).
+    """
+    from tqdm.auto import tqdm
+
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
+    dev = torch.device(device or default_device())
+    x_train, y_train = tensors(train_data)
+    seed_everything(seed)
+    student.to(dev)
+    if teacher is not None:
+        teacher.to(dev)
+    if terms is None:
+        terms = method_terms(method, student=student, teacher=teacher, sample_input=x_train[:2].to(dev),
+                             T=T, alpha=alpha, feature=feature, weights=weights)
+        name = method
+    else:
+        name = "custom" if method == "baseline" else method
+    distiller = Distiller(student, teacher, terms).to(dev)
+    params = distiller.trainable_parameters()
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    steps_per_epoch = (len(y_train) + batch_size - 1) // batch_size
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch) if cosine else None
+
+    history = History(method=name, student=student)
+    cache = None
+    if distiller.needs_teacher and augment is None and (cache_teacher or teacher_cache is not None):
+        start = time.perf_counter()
+        cache = teacher_cache if teacher_cache is not None else teacher_outputs(
+            distiller.teacher, x_train, distiller.features)
+        missing = {"logits", *distiller.features} - set(cache)
+        if missing or len(cache["logits"]) != len(y_train):
+            raise ValueError(f"teacher_cache does not match this training set / method (missing {missing or 'rows'})")
+        history.teacher_seconds = time.perf_counter() - start
+
+    generator = torch.Generator().manual_seed(seed)
+    bar = tqdm(range(epochs), desc=name, disable=not progress_enabled(progress), leave=False)
+    for _ in bar:
+        start = time.perf_counter()
+        distiller.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        total, correct, sums = 0.0, 0, {}
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
+            if augment is not None:
+                xb = augment(xb)
+            t_out = {k: v[idx].to(dev) for k, v in cache.items()} if cache is not None else None
+            loss, parts, logits = distiller.compute_loss(xb, yb, t_out)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {float(loss.detach())} at epoch {len(history.train_loss) + 1}: "
+                    "lower the learning rate or the term weights"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            n = len(idx)
+            total += float(loss.detach()) * n
+            correct += int((logits.detach().argmax(1) == yb).sum())
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+        history.epoch_seconds.append(time.perf_counter() - start)
+        history.train_loss.append(total / len(y_train))
+        history.train_acc.append(correct / len(y_train))
+        for k, v in sums.items():
+            history.parts.setdefault(k, []).append(v / len(y_train))
+        if val_data is not None:
+            history.val_acc.append(evaluate(student, val_data))
+            bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=f"{history.val_acc[-1]:.3f}")
+    student.eval()
+    return history

@@ -1,0 +1,374 @@
+"""Distillation losses: pure functions, one per method.
+
+Conventions (see COURSE.md):
+
+- ``alpha`` weights the distillation (soft) term:
+  ``L = alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE(y, p_s)``;
+- KL uses ``reduction="batchmean"`` on ``log_softmax(student / T)`` against
+  ``softmax(teacher / T)``: a sum over classes, a mean over examples.
+
+Every function checks its inputs and raises ``ValueError`` with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "softmax_with_temperature",
+    "kd_loss",
+    "distillation_loss",
+    "hint_loss",
+    "attention_map",
+    "attention_transfer_loss",
+    "pairwise_distances",
+    "rkd_distance_loss",
+    "rkd_angle_loss",
+    "similarity_matrix",
+    "similarity_preserving_loss",
+    "dkd_loss",
+]
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _check_temperature(T: float) -> None:
+    if isinstance(T, torch.Tensor):
+        T = float(T)
+    if not isinstance(T, (int, float)) or not math.isfinite(T) or T <= 0:
+        raise ValueError(
+            f"The temperature T must be a finite number > 0, got {T!r}. "
+            "T = 1 is the ordinary softmax; distillation typically uses T between 2 and 20."
+        )
+
+
+def _check_alpha(alpha: float) -> None:
+    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"alpha must lie in [0, 1], got {alpha!r}. In this course alpha weights the soft "
+            "(distillation) term and 1 - alpha the hard-label cross-entropy."
+        )
+
+
+def _check_batch(name: str, x: torch.Tensor, ndim: int | tuple[int, ...] | None = None) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and x.dim() not in allowed:
+        shapes = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(
+            f"{name} must be {shapes} with the batch first, got shape {tuple(x.shape)}"
+        )
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): pass at least one example")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(
+            f"{name} contains NaN or infinite values. Check the learning rate, the inputs, and "
+            "any division or log upstream."
+        )
+
+
+def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    _check_batch("student_logits", student_logits, 2)
+    _check_batch("teacher_logits", teacher_logits, 2)
+    if student_logits.shape != teacher_logits.shape:
+        s, t = tuple(student_logits.shape), tuple(teacher_logits.shape)
+        why = (
+            "the class counts differ: teacher and student must predict the same classes"
+            if s[0] == t[0]
+            else "the batch sizes differ: pass the teacher the same inputs as the student"
+        )
+        raise ValueError(f"student_logits {s} and teacher_logits {t} do not match: {why}")
+
+
+def _check_targets(targets: torch.Tensor, logits: torch.Tensor) -> None:
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 1:
+        raise ValueError(
+            "targets must be a 1-D tensor of class indices, shape (batch,), got "
+            f"{getattr(targets, 'shape', type(targets).__name__)}"
+        )
+    if targets.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"targets has {targets.shape[0]} labels but the logits have {logits.shape[0]} rows"
+        )
+    if targets.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16, torch.int8):
+        raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
+    if targets.numel() and (targets.min() < 0 or targets.max() >= logits.shape[1]):
+        raise ValueError(
+            f"targets must lie in [0, {logits.shape[1] - 1}] for {logits.shape[1]} classes, "
+            f"got values from {int(targets.min())} to {int(targets.max())}"
+        )
+
+
+# ---------------------------------------------------------------- logit distillation
+
+
+def softmax_with_temperature(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    r"""Softened class probabilities (Hinton et al. 2015, eq. 1).
+
+    .. math:: q_i = \frac{\exp(z_i / T)}{\sum_j \exp(z_j / T)}
+
+    Computed along the last dimension. ``T = 1`` is the ordinary softmax; a larger ``T`` spreads
+    probability onto the wrong classes ("dark knowledge"); ``T -> inf`` tends to uniform.
+    """
+    _check_temperature(T)
+    _check_batch("logits", logits)
+    return torch.softmax(logits / T, dim=-1)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
+    r"""The soft-target loss of Hinton et al. 2015, scaled by :math:`T^2`.
+
+    .. math:: L_{KD} = T^2 \cdot \frac{1}{N} \sum_{n=1}^{N} \sum_i p^T_{t,i}
+              \left(\log p^T_{t,i} - \log p^T_{s,i}\right),
+              \qquad p^T = \mathrm{softmax}(z / T)
+
+    i.e. ``T**2 * KL(p_t || p_s)`` averaged over the batch (``reduction="batchmean"``). The
+    :math:`T^2` keeps the gradient's scale roughly independent of ``T`` (the gradient of the KL
+    alone shrinks like :math:`1/T^2`, sec. 2 of the paper). The teacher's distribution is the
+    target: KL(teacher || student), not the reverse.
+    """
+    _check_temperature(T)
+    _check_logits(student_logits, teacher_logits)
+    log_p_student = F.log_softmax(student_logits / T, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / T, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * T * T
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    T: float = 4.0,
+    alpha: float = 0.9,
+) -> torch.Tensor:
+    r"""The full distillation objective: a weighted mix of soft and hard targets.
+
+    .. math:: L = \alpha \, T^2 \, \mathrm{KL}(p_t^T \,\|\, p_s^T) + (1 - \alpha)\, \mathrm{CE}(y, p_s^1)
+
+    ``alpha`` weights the soft (distillation) term. ``alpha = 0`` is plain training on labels;
+    ``alpha = 1`` learns from the teacher alone. The cross-entropy uses ``T = 1``.
+    """
+    _check_alpha(alpha)
+    soft = kd_loss(student_logits, teacher_logits, T)
+    _check_targets(targets, student_logits)
+    hard = F.cross_entropy(student_logits, targets.long())
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    T: float = 4.0,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+) -> torch.Tensor:
+    r"""Decoupled knowledge distillation (Zhao et al. 2022, eq. 7).
+
+    .. math:: L_{DKD} = \alpha \cdot TCKD + \beta \cdot NCKD
+
+    TCKD is the KL between the binary distributions (target class, all others) of teacher and
+    student; NCKD the KL between their distributions over the non-target classes only. Both
+    use temperature ``T`` and are scaled by :math:`T^2`, batch-averaged. Classical KD equals
+    ``TCKD + (1 - p_t^{target}) * NCKD``: DKD lets NCKD keep its weight when the teacher is
+    confident.
+    """
+    _check_temperature(T)
+    _check_logits(student_logits, teacher_logits)
+    _check_targets(targets, student_logits)
+    if alpha < 0 or beta < 0:
+        raise ValueError(f"DKD weights must be >= 0, got alpha={alpha}, beta={beta}")
+    target_mask = F.one_hot(targets.long(), student_logits.shape[1]).bool()
+    p_s = F.softmax(student_logits / T, dim=1)
+    p_t = F.softmax(teacher_logits / T, dim=1)
+    # binary distributions b = (p_target, 1 - p_target)
+    b_s = torch.stack([(p_s * target_mask).sum(1), (p_s * ~target_mask).sum(1)], dim=1)
+    b_t = torch.stack([(p_t * target_mask).sum(1), (p_t * ~target_mask).sum(1)], dim=1)
+    tckd = F.kl_div(b_s.clamp_min(1e-12).log(), b_t, reduction="batchmean") * T * T
+    # distributions over the non-target classes: push the target logit to -inf
+    masked_s = (student_logits / T).masked_fill(target_mask, float("-inf"))
+    masked_t = (teacher_logits / T).masked_fill(target_mask, float("-inf"))
+    log_q_s = F.log_softmax(masked_s, dim=1).masked_fill(target_mask, 0.0)
+    log_q_t = F.log_softmax(masked_t, dim=1).masked_fill(target_mask, 0.0)
+    q_t = log_q_t.exp().masked_fill(target_mask, 0.0)
+    nckd = (q_t * (log_q_t - log_q_s)).sum(1).mean() * T * T
+    return alpha * tckd + beta * nckd
+
+
+# ---------------------------------------------------------------- feature distillation
+
+
+def hint_loss(
+    student_feature: torch.Tensor,
+    teacher_feature: torch.Tensor,
+    regressor: nn.Module | None = None,
+) -> torch.Tensor:
+    r"""The FitNets hint loss (Romero et al. 2015, eq. 3), as a mean over elements.
+
+    .. math:: L_{HT} = \frac{1}{2}\,\| u_h(x) - r(v_g(x)) \|^2
+
+    ``student_feature`` is the guided layer :math:`v_g`, ``teacher_feature`` the hint
+    :math:`u_h`, ``regressor`` :math:`r` maps the student's shape to the teacher's (a 1x1
+    convolution or a linear layer; its parameters must be trained too). The squared error is
+    averaged over all elements (``F.mse_loss``), which keeps it on a scale comparable to the
+    cross-entropy for any layer size; the paper's 1/2 is folded into the term's weight.
+    """
+    _check_batch("student_feature", student_feature)
+    _check_batch("teacher_feature", teacher_feature)
+    guided = regressor(student_feature) if regressor is not None else student_feature
+    if guided.shape != teacher_feature.shape:
+        fix = (
+            "check the regressor's output size"
+            if regressor is not None
+            else "pass a regressor (e.g. nn.Conv2d(c_student, c_teacher, 1)) that maps the "
+            "student's features to the teacher's shape"
+        )
+        raise ValueError(
+            f"student feature{' after the regressor' if regressor is not None else ''} has shape "
+            f"{tuple(guided.shape)} but the teacher's hint has {tuple(teacher_feature.shape)}: {fix}"
+        )
+    return F.mse_loss(guided, teacher_feature)
+
+
+def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    r"""Spatial attention map of a feature map (Zagoruyko & Komodakis 2017, sec. 3.1).
+
+    .. math:: Q = \mathrm{vec}\Big(\sum_c |A_c|^p\Big) \,/\, \Big\|\mathrm{vec}\Big(\sum_c |A_c|^p\Big)\Big\|_2
+
+    ``feature`` is ``(N, C, H, W)``; the result is ``(N, H*W)`` with unit L2 norm per example.
+    The channel count does not matter, so teacher and student may differ in width. (We take
+    the channel mean instead of the sum; the normalisation makes the two identical.)
+    """
+    _check_batch("feature", feature, 4)
+    q = feature.abs().pow(p).mean(dim=1).flatten(1)
+    return F.normalize(q, dim=1)
+
+
+def attention_transfer_loss(
+    student_feature: torch.Tensor, teacher_feature: torch.Tensor, p: float = 2.0
+) -> torch.Tensor:
+    r"""Attention transfer (Zagoruyko & Komodakis 2017, eq. 2).
+
+    .. math:: L_{AT} = \Big\| \frac{Q_S}{\|Q_S\|_2} - \frac{Q_T}{\|Q_T\|_2} \Big\|_2^2
+
+    with :math:`Q` from :func:`attention_map`, averaged over batch and positions as in the
+    authors' code (their :math:`\beta/2` goes into the term's weight, typically ``1000``).
+    Feature maps must share their spatial size.
+    """
+    _check_batch("student_feature", student_feature, 4)
+    _check_batch("teacher_feature", teacher_feature, 4)
+    if student_feature.shape[0] != teacher_feature.shape[0]:
+        raise ValueError("student and teacher features have different batch sizes")
+    if student_feature.shape[2:] != teacher_feature.shape[2:]:
+        raise ValueError(
+            f"attention maps need the same spatial size, got student {tuple(student_feature.shape[2:])} "
+            f"and teacher {tuple(teacher_feature.shape[2:])}: pick layers at the same resolution "
+            "(or resize with F.interpolate)"
+        )
+    diff = attention_map(student_feature, p) - attention_map(teacher_feature, p)
+    return diff.pow(2).mean()
+
+
+# ---------------------------------------------------------------- relation distillation
+
+
+def _as_embedding(name: str, x: torch.Tensor) -> torch.Tensor:
+    _check_batch(name, x)
+    if x.shape[0] < 2:
+        raise ValueError(f"{name}: relation losses compare examples, so the batch needs at least 2")
+    return x.flatten(1)
+
+
+def pairwise_distances(embedding: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Euclidean distances between all pairs of rows, ``(N, N)``, with a zero diagonal."""
+    sq = embedding.pow(2).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * embedding @ embedding.t()).clamp_min(eps)
+    d = d2.sqrt()
+    return d * (1 - torch.eye(len(embedding), dtype=d.dtype, device=d.device))
+
+
+def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
+    r"""RKD distance-wise loss (Park et al. 2019, eqs. 3-5).
+
+    .. math:: \psi_D(t_i, t_j) = \frac{1}{\mu}\|t_i - t_j\|_2, \quad
+              \mu = \frac{1}{|\chi^2|}\sum_{(i,j)\in\chi^2}\|t_i - t_j\|_2
+
+    and :math:`L_{RKD-D} = \sum_{(i,j)} \ell_\delta(\psi_D(t_i,t_j), \psi_D(s_i,s_j))` with the
+    Huber loss :math:`\ell_\delta` (``smooth_l1``), averaged over pairs. Dividing by the mean
+    distance makes the loss invariant to the scale of either embedding; the two embeddings may
+    have different widths.
+    """
+    s = _as_embedding("student_embedding", student_embedding)
+    t = _as_embedding("teacher_embedding", teacher_embedding)
+    if s.shape[0] != t.shape[0]:
+        raise ValueError("student and teacher embeddings have different batch sizes")
+    off_diag = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+    with torch.no_grad():
+        d_t = pairwise_distances(t)
+        d_t = d_t / d_t[off_diag].mean()
+    d_s = pairwise_distances(s)
+    d_s = d_s / d_s[off_diag].mean()
+    return F.smooth_l1_loss(d_s[off_diag], d_t[off_diag])
+
+
+def _angles(embedding: torch.Tensor) -> torch.Tensor:
+    # e[i, j] = unit vector from j to i; angle(i, j, k) = <e_ij, e_kj>
+    diff = embedding[:, None, :] - embedding[None, :, :]
+    e = F.normalize(diff, p=2, dim=2)
+    return torch.einsum("ijd,kjd->ijk", e, e)
+
+
+def rkd_angle_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
+    r"""RKD angle-wise loss (Park et al. 2019, eqs. 6-7).
+
+    .. math:: \psi_A(t_i, t_j, t_k) = \cos\angle t_i t_j t_k = \langle e^{ij}, e^{kj}\rangle,
+              \quad e^{ij} = \frac{t_i - t_j}{\|t_i - t_j\|_2}
+
+    compared with the Huber loss over all triplets (averaged). Angles do not change when an
+    embedding is scaled or shifted. Memory grows as N^3: keep relation batches small (<= 128).
+    """
+    s = _as_embedding("student_embedding", student_embedding)
+    t = _as_embedding("teacher_embedding", teacher_embedding)
+    if s.shape[0] != t.shape[0]:
+        raise ValueError("student and teacher embeddings have different batch sizes")
+    with torch.no_grad():
+        a_t = _angles(t)
+    a_s = _angles(s)
+    return F.smooth_l1_loss(a_s, a_t)
+
+
+def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
+    r"""Row-normalised batch similarity (Tung & Mori 2019, eqs. 1-2).
+
+    .. math:: \tilde G = Q Q^\top, \qquad G_{[i,:]} = \tilde G_{[i,:]} / \|\tilde G_{[i,:]}\|_2
+
+    with ``Q`` the feature flattened to ``(N, -1)``. The result is ``(N, N)``.
+    """
+    q = _as_embedding("feature", feature)
+    return F.normalize(q @ q.t(), p=2, dim=1)
+
+
+def similarity_preserving_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+    r"""Similarity-preserving KD (Tung & Mori 2019, eq. 4).
+
+    .. math:: L_{SP} = \frac{1}{b^2} \| G_T - G_S \|_F^2
+
+    with the row-normalised similarity matrices of :func:`similarity_matrix` over a batch of
+    ``b`` examples. Features may have any shapes as long as the batch sizes agree. The paper's
+    weight is ``gamma = 3000``.
+    """
+    g_s = similarity_matrix(student_feature)
+    g_t = similarity_matrix(teacher_feature)
+    if g_s.shape != g_t.shape:
+        raise ValueError("student and teacher features have different batch sizes")
+    b = g_s.shape[0]
+    return (g_t - g_s).pow(2).sum() / (b * b)

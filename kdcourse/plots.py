@@ -1,0 +1,170 @@
+"""Figures used by more than one lesson. Each function draws on an ``ax`` (or makes one) and
+returns the matplotlib ``Figure``, so a notebook can show it, and a test can save it to PNG.
+
+Plotting stays out of the training loop: train first, keep the :class:`~kdcourse.distill.History`,
+plot afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = [
+    "probability_bars",
+    "learning_curves",
+    "sweep_heatmap",
+    "matrix_pair",
+    "attention_pair",
+    "mean_std_bars",
+]
+
+
+def _axes(ax=None, figsize=(6, 4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def probability_bars(probs, class_names: Sequence[str] | None = None, title: str = "",
+                     highlight: int | None = None, ax=None, ylim: float | None = 1.0):
+    """Bars of one probability vector; ``highlight`` colours the true class."""
+    probs = np.asarray(probs, dtype=float).ravel()
+    fig, ax = _axes(ax)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(len(probs))]
+    colors = ["tab:orange" if i == highlight else "tab:blue" for i in range(len(probs))]
+    ax.bar(names, probs, color=colors)
+    ax.set_xlabel("class")
+    ax.set_ylabel("probability")
+    if ylim is not None:
+        ax.set_ylim(0, ylim)
+    ax.set_title(title)
+    return fig
+
+
+def learning_curves(histories: Mapping[str, object], metric: str = "val_acc", ax=None,
+                    title: str | None = None):
+    """One line per run: ``metric`` (``val_acc``, ``train_acc`` or ``train_loss``) per epoch.
+
+    ``histories`` maps a label to a :class:`~kdcourse.distill.History` or a list of them
+    (several seeds: the mean is drawn with a band of +- one standard deviation).
+    """
+    fig, ax = _axes(ax)
+    for label, runs in histories.items():
+        runs = runs if isinstance(runs, (list, tuple)) else [runs]
+        values = np.array([getattr(r, metric) for r in runs], dtype=float)
+        if values.size == 0 or values.shape[1] == 0:
+            raise ValueError(f"the history for {label!r} has no {metric!r} values (was val_data given?)")
+        epochs = np.arange(1, values.shape[1] + 1)
+        mean = values.mean(0)
+        (line,) = ax.plot(epochs, mean, label=label)
+        if len(runs) > 1:
+            std = values.std(0)
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title or metric.replace("_", " ") + " per epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def sweep_heatmap(table, row_values: Sequence, col_values: Sequence, row_label: str = "alpha",
+                  col_label: str = "T", title: str = "", ax=None, fmt: str = ".1%", center=None,
+                  cmap: str = "viridis"):
+    """A seaborn heatmap of a 2-D grid of results (e.g. accuracy over alpha x T)."""
+    import seaborn as sns
+
+    table = np.asarray(table, dtype=float)
+    if table.shape != (len(row_values), len(col_values)):
+        raise ValueError(f"table has shape {table.shape}, expected ({len(row_values)}, {len(col_values)})")
+    fig, ax = _axes(ax, figsize=(1.1 * len(col_values) + 2, 0.6 * len(row_values) + 1.8))
+    sns.heatmap(table, annot=True, fmt=fmt, xticklabels=[str(c) for c in col_values],
+                yticklabels=[str(r) for r in row_values], ax=ax, cmap=cmap, center=center,
+                cbar_kws={"shrink": 0.8})
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title)
+    return fig
+
+
+def matrix_pair(left, right, titles: Sequence[str] = ("teacher", "student"), suptitle: str = "",
+                cmap: str = "viridis", boundaries: Sequence[int] = ()):
+    """Two square matrices side by side on one colour scale (similarity / distance matrices).
+
+    ``boundaries`` draws class boundaries (positions where a new class starts) when the rows
+    are sorted by class, so the block structure is easy to see.
+    """
+    left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
+    vmin, vmax = min(left.min(), right.min()), max(left.max(), right.max())
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), constrained_layout=True)
+    for ax, m, title in zip(axes, (left, right), titles):
+        im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
+        for b in boundaries:
+            ax.axhline(b - 0.5, color="white", lw=0.6)
+            ax.axvline(b - 0.5, color="white", lw=0.6)
+        ax.set_title(title)
+        ax.set_xlabel("example")
+        ax.set_ylabel("example")
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def attention_pair(images, teacher_maps, student_maps, n: int = 6, titles=("input", "teacher", "student"),
+                   suptitle: str = ""):
+    """Rows of (input image, teacher attention map, student attention map) for ``n`` examples.
+
+    Maps are ``(N, h, w)`` or ``(N, h*w)`` square; inputs ``(N, C, H, W)`` (grey or RGB, any
+    normalisation: each image is rescaled to [0, 1] for display).
+    """
+    images = np.asarray(images, dtype=float)
+    n = min(n, len(images))
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
+    for j in range(n):
+        img = images[j]
+        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+        img = (img - img.min()) / (img.max() - img.min() + 1e-12)
+        rows = [img, teacher_maps[j], student_maps[j]]
+        for i, m in enumerate(rows):
+            m = np.asarray(m, dtype=float)
+            if m.ndim == 1:
+                side = int(round(np.sqrt(m.size)))
+                m = m.reshape(side, side)
+            axes[i, j].imshow(m, cmap="gray" if (i == 0 and m.ndim == 2) else ("viridis" if i else None))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if j == 0:
+                axes[i, j].set_ylabel(titles[i])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test accuracy", title: str = "",
+                  ax=None, baseline: str | None = "baseline"):
+    """Mean +- std bars, one per method, with each seed's value as a dot; a dashed line marks
+    the ``baseline`` mean when present."""
+    fig, ax = _axes(ax, figsize=(1.1 * len(results) + 2.5, 4))
+    names = list(results)
+    for i, name in enumerate(names):
+        vals = np.asarray(results[name], dtype=float)
+        ax.bar(i, vals.mean(), yerr=vals.std(), capsize=4, color="tab:blue" if name != baseline else "tab:gray",
+               alpha=0.8)
+        ax.scatter(np.full(len(vals), i), vals, color="black", s=10, zorder=3)
+    if baseline in results:
+        ax.axhline(np.mean(results[baseline]), color="tab:gray", ls="--", lw=1)
+    lo = min(min(v) for v in results.values())
+    hi = max(max(v) for v in results.values())
+    pad = max(0.01, (hi - lo) * 0.5)
+    ax.set_ylim(lo - pad, min(1.0, hi + pad) if hi <= 1 else hi + pad)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return fig

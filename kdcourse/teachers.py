@@ -1,0 +1,133 @@
+"""Pretrained teachers shipped with the package, loaded safely.
+
+``kdcourse/assets/cifar10_teacher.pt`` is a CIFAR-10 :class:`~kdcourse.models.CifarResNet`
+trained by ``scripts/train_cifar_teacher.py`` (the script's docstring documents the recipe; the
+JSON sidecar ``cifar10_teacher.json`` records the architecture, epochs, seed, test accuracy,
+training time, machine and the checkpoint's SHA-256).
+
+Loading checks that the file is exactly the one that was trained: its SHA-256 must match the
+digest recorded in the sidecar *and* the digest hard-coded here (:data:`CIFAR10_TEACHER_SHA256`),
+so neither a damaged checkpoint nor a swapped pair of checkpoint and sidecar goes unnoticed.
+The weights are read with ``torch.load(..., weights_only=True)``, which never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .models import CifarResNet
+
+__all__ = [
+    "CIFAR10_TEACHER_PATH",
+    "CIFAR10_TEACHER_SHA256",
+    "load_cifar10_teacher",
+    "cifar10_teacher_info",
+]
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+CIFAR10_TEACHER_PATH = ASSETS / "cifar10_teacher.pt"
+"""The shipped checkpoint (a plain ``state_dict``)."""
+
+CIFAR10_TEACHER_SHA256 = "85424b2e33d8af62c7175321068c27a26f1d34b431c7da2986d3f8d769996066"
+"""SHA-256 of the shipped checkpoint (update it when the teacher is retrained into the assets)."""
+
+CIFAR10_TEACHER_ARCH = {"widths": (32, 64, 128), "blocks": 2, "num_classes": 10}
+"""``CifarResNet`` keyword arguments of the shipped teacher (also recorded in the sidecar)."""
+
+_RESTORE = (
+    "Restore the shipped file with `git checkout kdcourse/assets/cifar10_teacher.pt "
+    "kdcourse/assets/cifar10_teacher.json` (or reinstall kdcourse), or re-create a teacher with "
+    "`python scripts/train_cifar_teacher.py` (a few minutes on a GPU; see its docstring)."
+)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cifar10_teacher_info(path: str | os.PathLike | None = None) -> dict:
+    """The JSON sidecar of a teacher checkpoint (architecture, epochs, test accuracy, ...).
+
+    Returns ``{}`` when the checkpoint has no sidecar next to it.
+    """
+    sidecar = _sidecar(Path(path) if path is not None else CIFAR10_TEACHER_PATH)
+    if not sidecar.is_file():
+        return {}
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"the teacher's sidecar {sidecar} is corrupted or modified ({err}). {_RESTORE}") from err
+
+
+def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = True) -> CifarResNet:
+    """The pretrained CIFAR-10 teacher, frozen: on the CPU, in ``eval()`` mode, no gradients.
+
+    - ``path=None`` loads the checkpoint shipped in ``kdcourse/assets``; another ``path`` loads
+      a checkpoint made by ``scripts/train_cifar_teacher.py`` (its architecture is read from the
+      ``.json`` sidecar next to it when there is one).
+    - ``verify=True`` compares the file's SHA-256 with the expected digest: for the shipped file
+      both :data:`CIFAR10_TEACHER_SHA256` and the sidecar's ``sha256`` (which must agree); for
+      another file its sidecar's digest, or :data:`CIFAR10_TEACHER_SHA256` when it has no sidecar
+      (a copy of the shipped teacher).
+
+    Raises ``FileNotFoundError`` when the file is missing and ``RuntimeError`` when it is
+    corrupted or modified (a digest mismatch, or a file ``torch.load`` cannot read), each with
+    instructions to restore or re-create it. The teacher expects inputs normalised as
+    :func:`kdcourse.data.load_cifar10_data` returns them (``normalize=True``).
+    """
+    shipped = path is None or Path(path).resolve() == CIFAR10_TEACHER_PATH
+    path = CIFAR10_TEACHER_PATH if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no teacher checkpoint at {path}. Restore the shipped one with `git checkout "
+            "kdcourse/assets/cifar10_teacher.pt kdcourse/assets/cifar10_teacher.json` (or reinstall "
+            "kdcourse), or train one with `python scripts/train_cifar_teacher.py` (set KDCOURSE_CIFAR10 "
+            "to an offline CIFAR-10 archive or let torchvision download it) and pass path=..."
+        )
+    info = cifar10_teacher_info(path)
+
+    if verify:
+        actual = _sha256(path)
+        recorded = info.get("sha256")
+        if shipped:
+            if recorded is not None and recorded != CIFAR10_TEACHER_SHA256:
+                raise RuntimeError(
+                    f"the teacher's sidecar {_sidecar(path)} is modified: it records sha256 {recorded}, "
+                    f"the package expects {CIFAR10_TEACHER_SHA256}. {_RESTORE}"
+                )
+            expected = CIFAR10_TEACHER_SHA256
+        else:
+            expected = recorded or CIFAR10_TEACHER_SHA256
+        if actual != expected:
+            raise RuntimeError(
+                f"the teacher checkpoint {path} is corrupted or modified: its SHA-256 is {actual}, "
+                f"expected {expected}. {_RESTORE} (load_cifar10_teacher(..., verify=False) skips this "
+                "check for a checkpoint you changed on purpose.)"
+            )
+
+    arch = info.get("architecture", CIFAR10_TEACHER_ARCH)
+    model = CifarResNet(
+        widths=tuple(arch["widths"]), blocks=int(arch["blocks"]), num_classes=int(arch.get("num_classes", 10))
+    )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as err:  # truncated zip, foreign pickle, wrong keys or shapes
+        raise RuntimeError(f"the teacher checkpoint {path} is corrupted or modified and cannot be loaded "
+                           f"({type(err).__name__}: {err}). {_RESTORE}") from err
+    model.eval()
+    model.requires_grad_(False)
+    return model

@@ -1,0 +1,258 @@
+"""Train the CIFAR-10 teacher that ships with kdcourse (``kdcourse/assets/cifar10_teacher.pt``).
+
+What it trains
+    ``kdcourse.models.CifarResNet(widths=(32, 64, 128), blocks=2)``: a CIFAR-style ResNet with
+    three stages of two basic blocks (about 0.70 M parameters, a 2.8 MB float32 checkpoint).
+
+Data
+    The full CIFAR-10 training set (50,000 images) through ``kdcourse.data.load_cifar10_data``
+    (set ``KDCOURSE_CIFAR10`` to an offline archive, or let torchvision download it), normalised
+    with the usual per-channel mean/std. Evaluated once, at the end, on the 10,000 test images.
+
+Augmentation (applied to whole batches of tensors on the training device, no DataLoader)
+    random crop 32x32 from the image zero-padded by 4 pixels on each side (the padding is 0
+    after normalisation, i.e. the mean colour), then a horizontal flip with probability 1/2.
+
+Optimisation
+    SGD with Nesterov momentum 0.9, weight decay 5e-4, batch 512, the one-cycle learning-rate
+    schedule (``OneCycleLR``, peak 0.2, 15 % warm-up, cosine annealing) over ``--epochs`` epochs
+    (default 30), cross-entropy *without* label smoothing: label smoothing erases the
+    similarity structure of a teacher's logits that distillation relies on (Mueller, Kornblith
+    & Hinton 2019, "When does label smoothing help?"). On a GPU the forward/backward passes run
+    under bfloat16 autocast (mixed precision) in channels-last memory format; the reported test
+    accuracy is measured in float32. Seed 0 by default (``torch.manual_seed`` for the weights,
+    the batch order and the augmentation); on a GPU, cuDNN's autotuned kernels make reruns close
+    but not bit-identical.
+
+Outputs (in ``--out-dir``, default ``kdcourse/assets``)
+    - ``cifar10_teacher.pt``: a plain ``state_dict`` (float32, CPU tensors), loadable with
+      ``torch.load(path, weights_only=True)``; load it with
+      ``kdcourse.teachers.load_cifar10_teacher()``;
+    - ``cifar10_teacher.json``: the sidecar recording the architecture keyword arguments,
+      parameter count, epochs, batch size, optimiser and schedule, augmentation, seed, test
+      accuracy, training seconds, the machine (GPU name, torch / torchvision / CUDA versions)
+      and the checkpoint's SHA-256. ``kdcourse/teachers.py`` also hard-codes that digest
+      (``CIFAR10_TEACHER_SHA256``): after retraining into the package's assets, update it.
+
+``--max-seconds`` caps training time: after a short timing probe the number of epochs is
+lowered so that training fits (the sidecar records the epochs actually used).
+
+Usage (the shipped teacher; see the sidecar for the machine and numbers)::
+
+    KDCOURSE_CIFAR10=/path/to/cifar10-jpeg.tar.gz python scripts/train_cifar_teacher.py --epochs 30
+
+A CPU smoke test (a minute): ``python scripts/train_cifar_teacher.py --epochs 1
+--train-size 2000 --test-size 1000 --out-dir /tmp/teacher``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
+
+from kdcourse.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10_data  # noqa: E402
+from kdcourse.models import CifarResNet, count_parameters  # noqa: E402
+
+ARCH = {"widths": [32, 64, 128], "blocks": 2, "num_classes": 10}
+CHECKPOINT = "cifar10_teacher.pt"
+SIDECAR = "cifar10_teacher.json"
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``, on its device."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+    flip = torch.rand(b, device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size=1000) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        xb = x[i : i + batch_size]
+        if xb.device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        correct += (model(xb).argmax(1) == y[i : i + batch_size]).sum().item()
+    return correct / len(y)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=0.2, help="peak learning rate of the one cycle")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-size", type=int, default=None, help="a stratified subset (smoke tests)")
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--max-seconds", type=float, default=None, help="lower the epochs to fit this")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "kdcourse" / "assets")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    torch.manual_seed(args.seed)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    start = time.perf_counter()
+    splits = load_cifar10_data(train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    x_train, y_train = (t.to(device) for t in splits.train.tensors)
+    x_test, y_test = (t.to(device) for t in splits.test.tensors)
+    print(f"data: {len(y_train)} train / {len(y_test)} test images on {device} "
+          f"({time.perf_counter() - start:.1f} s)", flush=True)
+
+    model = CifarResNet(widths=ARCH["widths"], blocks=ARCH["blocks"], num_classes=ARCH["num_classes"])
+    n_params = count_parameters(model)
+    model = model.to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    # no weight decay on BatchNorm parameters and biases (a common, harmless refinement)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+
+    def make_optimizer():
+        return torch.optim.SGD(
+            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=args.lr, momentum=0.9, nesterov=True,
+        )
+
+    optimizer = make_optimizer()
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    steps_per_epoch = math.ceil(len(y_train) / args.batch_size)
+
+    def train_step(xb, yb, scheduler=None):
+        xb = augment(xb, generator)
+        if cuda:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=args.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+    epochs = args.epochs
+    if args.max_seconds is not None:
+        # timing probe on a copy of the initial state (weights and optimiser restored afterwards)
+        saved = {k: v.clone() for k, v in model.state_dict().items()}
+        probe_steps = min(30, steps_per_epoch)
+        model.train()
+        for i in range(5 + probe_steps):
+            if i == 5:
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            idx = torch.randint(0, len(y_train), (args.batch_size,), device=device, generator=generator)
+            train_step(x_train[idx], y_train[idx])
+        if cuda:
+            torch.cuda.synchronize()
+        epoch_seconds = (time.perf_counter() - t0) / probe_steps * steps_per_epoch
+        fits = max(1, int(args.max_seconds / (epoch_seconds * 1.1)))
+        epochs = min(args.epochs, fits)
+        print(f"probe: about {epoch_seconds:.2f} s per epoch -> {epochs} epochs", flush=True)
+        model.load_state_dict(saved)
+        optimizer = make_optimizer()
+        generator.manual_seed(args.seed)
+
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        pct_start=0.15, anneal_strategy="cos", div_factor=10.0, final_div_factor=1000.0,
+    )
+    if cuda:
+        torch.cuda.synchronize()
+    train_start = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y_train), device=device, generator=generator)
+        total = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
+            total += train_step(x_train[idx], y_train[idx], scheduler).detach()
+        if epoch % 5 == 4 or epoch == epochs - 1:
+            acc = evaluate(model, x_test, y_test)
+            print(f"epoch {epoch + 1:3d}/{epochs}  loss {total.item() / steps_per_epoch:.4f}  "
+                  f"test acc {acc:.4f}  ({time.perf_counter() - train_start:.0f} s)", flush=True)
+    if cuda:
+        torch.cuda.synchronize()
+    train_seconds = time.perf_counter() - train_start
+
+    # final float32 evaluation and the CPU, float32, contiguous checkpoint
+    model = model.to(memory_format=torch.contiguous_format)
+    test_accuracy = evaluate(model, x_test, y_test)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.out_dir / CHECKPOINT
+    torch.save(state, checkpoint)
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+
+    info = {
+        "model": "kdcourse.models.CifarResNet",
+        "architecture": ARCH,
+        "parameters": n_params,
+        "checkpoint": CHECKPOINT,
+        "checkpoint_bytes": checkpoint.stat().st_size,
+        "sha256": digest,
+        "dataset": "CIFAR-10",
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "normalization": {"mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)},
+        "test_accuracy": round(test_accuracy, 4),
+        "epochs": epochs,
+        "batch_size": args.batch_size,
+        "optimizer": {"name": "SGD", "momentum": 0.9, "nesterov": True, "weight_decay": args.weight_decay,
+                      "weight_decay_on_bn_and_bias": False},
+        "schedule": {"name": "OneCycleLR", "max_lr": args.lr, "pct_start": 0.15, "anneal": "cos",
+                     "div_factor": 10.0, "final_div_factor": 1000.0},
+        "loss": {"name": "cross_entropy", "label_smoothing": args.label_smoothing},
+        "augmentation": ["random crop 32x32 after zero padding of 4 px", "horizontal flip p=0.5"],
+        "mixed_precision": "bfloat16 autocast, channels_last" if cuda else "none (float32)",
+        "seed": args.seed,
+        "train_seconds": round(train_seconds, 1),
+        "machine": {
+            "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "cuda": torch.version.cuda if cuda else None,
+            "python": platform.python_version(),
+        },
+        "command": "python scripts/train_cifar_teacher.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    (args.out_dir / SIDECAR).write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+    print(f"wrote {checkpoint} ({info['checkpoint_bytes']} bytes, sha256 {digest}); "
+          f"if it replaces the shipped teacher, set CIFAR10_TEACHER_SHA256 in kdcourse/teachers.py")
+    return info
+
+
+if __name__ == "__main__":
+    main()

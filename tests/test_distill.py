@@ -1,0 +1,141 @@
+"""Unit tests of the Distiller and the training loop."""
+
+import pytest
+import torch
+from torch import nn
+
+from kdcourse.data import load_digits_data, subset
+from kdcourse.distill import (Distiller, LossTerm, METHODS, evaluate, method_terms, seed_everything,
+                              teacher_outputs, train)
+from kdcourse.losses import kd_loss
+from kdcourse.models import DigitsCNN, MLP
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits_data(images=True)
+    return d, subset(d.train, 200, seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher(digits):
+    d, _ = digits
+    seed_everything(0)
+    model = DigitsCNN(16)
+    train(model, d.train, epochs=5, progress=False)
+    return model
+
+
+def fresh_student(seed=0, width=4):
+    seed_everything(seed)
+    return DigitsCNN(width)
+
+
+def test_same_seed_same_numbers(digits, teacher):
+    _, small = digits
+    runs = []
+    for _ in range(2):
+        s = fresh_student()
+        h = train(s, small, teacher=teacher, method="kd", epochs=3, seed=5, progress=False)
+        runs.append((h.train_loss, [p.clone() for p in s.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    s = fresh_student()
+    other = train(s, small, teacher=teacher, method="kd", epochs=3, seed=6, progress=False)
+    assert other.train_loss != runs[0][0]
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS] + ["kd+at", "kd+hint"])
+def test_every_method_trains_and_keeps_teacher_frozen(digits, teacher, method):
+    d, small = digits
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    s = fresh_student()
+    h = train(s, small, teacher=None if method == "baseline" else teacher, method=method,
+              val_data=d.val, epochs=2, progress=False)
+    assert len(h.train_loss) == 2 and len(h.val_acc) == 2
+    assert all(torch.isfinite(torch.tensor(h.train_loss)))
+    after = teacher.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "teacher weights or BN statistics changed"
+    assert not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+
+
+def test_distiller_train_mode_keeps_teacher_in_eval(teacher):
+    distiller = Distiller(DigitsCNN(4), teacher, method_terms("kd", teacher=teacher))
+    distiller.train()
+    assert distiller.student.training and not distiller.teacher.training
+
+
+def test_hint_regressor_is_trained(digits, teacher):
+    _, small = digits
+    s = fresh_student()
+    terms = method_terms("hint", student=s, teacher=teacher, sample_input=small.tensors[0][:2])
+    regressor = next(t.module for t in terms if t.name == "hint")
+    w0 = regressor.weight.detach().clone()
+    train(s, small, teacher=teacher, terms=terms, epochs=1, progress=False)
+    assert not torch.equal(w0, regressor.weight)
+
+
+def test_teacher_cache_gives_same_result_as_live_teacher(digits, teacher):
+    _, small = digits
+    histories = []
+    for cache in (True, False):
+        s = fresh_student()
+        h = train(s, small, teacher=teacher, method="kd+at", epochs=2, cache_teacher=cache, progress=False)
+        histories.append(h.train_loss)
+    assert histories[0] == pytest.approx(histories[1], rel=1e-5)
+    shared = teacher_outputs(teacher, small.tensors[0])
+    s = fresh_student()
+    h = train(s, small, teacher=teacher, method="kd", epochs=2, teacher_cache=shared, progress=False)
+    s2 = fresh_student()
+    h2 = train(s2, small, teacher=teacher, method="kd", epochs=2, progress=False)
+    assert h.train_loss == pytest.approx(h2.train_loss, rel=1e-6)
+
+
+def test_custom_term_is_used(digits, teacher):
+    _, small = digits
+    calls = []
+
+    def my_loss(s, t, y):
+        calls.append(1)
+        return kd_loss(s["logits"], t["logits"], 2.0)
+
+    s = fresh_student()
+    h = train(s, small, teacher=teacher, terms=[LossTerm("mine", 1.0, my_loss)], epochs=1, progress=False)
+    assert calls and "mine" in h.parts and h.method == "custom"
+
+
+def test_training_learns(digits):
+    d, _ = digits
+    seed_everything(0)
+    model = MLP(hidden=32)
+    flat = load_digits_data()
+    h = train(model, flat.train, val_data=flat.val, epochs=15, lr=3e-3, progress=False)
+    assert h.val_acc[-1] > 0.9 and h.train_loss[-1] < h.train_loss[0]
+    assert evaluate(model, flat.test) > 0.9
+
+
+def test_bad_arguments(digits, teacher):
+    _, small = digits
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(fresh_student(), small, method="kd", epochs=1, progress=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        train(fresh_student(), small, teacher=teacher, method="kd+magic", epochs=1, progress=False)
+    with pytest.raises(ValueError, match="convolutional feature maps"):
+        method_terms("at", student=MLP(), teacher=MLP())
+    with pytest.raises(ValueError, match="alpha must lie"):
+        train(fresh_student(), small, teacher=teacher, method="kd", alpha=2.0, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="teacher_cache does not match"):
+        train(fresh_student(), small, teacher=teacher, method="kd", epochs=1, progress=False,
+              teacher_cache={"logits": torch.zeros(3, 10)})
+
+
+def test_diverging_training_is_reported(digits):
+    _, small = digits
+
+    def explode(s, t, y):
+        return s["logits"].sum() * float("inf")
+
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train(fresh_student(), small, terms=[LossTerm("bad", 1.0, explode, needs_teacher=False)], epochs=1,
+              progress=False)

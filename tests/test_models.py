@@ -1,0 +1,61 @@
+"""Unit tests of kdcourse.models."""
+
+import pytest
+import torch
+
+from kdcourse.models import (CifarCNN, CifarResNet, DigitsCNN, MLP, count_parameters, feature_extractor,
+                             feature_names, measure_latency)
+
+
+@pytest.mark.parametrize("model, shape", [
+    (MLP(hidden=(32, 16)), (1, 8, 8)),
+    (DigitsCNN(4), (1, 8, 8)),
+    (CifarCNN(), (3, 32, 32)),
+    (CifarResNet((8, 16, 32), blocks=1), (3, 32, 32)),
+])
+def test_forward_and_features(model, shape):
+    x = torch.randn(3, *shape)
+    model.eval()
+    names = [n for n in feature_names(model) if n != "head"]
+    out = feature_extractor(model, names)(x)
+    assert set(out) == {*names, "logits"}
+    assert torch.allclose(out["logits"], model(x), atol=1e-6)
+    assert out["logits"].shape == (3, 10)
+    assert out["embedding"].dim() == 2
+
+
+def test_feature_extractor_shares_parameters_and_spatial_sizes():
+    model = DigitsCNN(4)
+    fx = feature_extractor(model, ["layer1", "layer2", "layer3"])
+    assert fx.get_submodule("layer2.0").weight is model.layer2[0].weight
+    out = fx(torch.randn(2, 1, 8, 8))
+    assert out["layer1"].shape == (2, 4, 8, 8)
+    assert out["layer2"].shape == (2, 8, 4, 4)
+    assert out["layer3"].shape == (2, 16, 2, 2)
+
+
+def test_unknown_feature_is_explained():
+    with pytest.raises(ValueError, match="choose among"):
+        feature_extractor(MLP(), ["layer2"])
+
+
+def test_parameter_counts():
+    # 64*8 + 8 + 8*10 + 10
+    assert count_parameters(MLP(hidden=8)) == 64 * 8 + 8 + 8 * 10 + 10
+    assert 20_000 < count_parameters(CifarCNN()) < 30_000
+    frozen = MLP(hidden=8).requires_grad_(False)
+    assert count_parameters(frozen, trainable_only=True) == 0
+
+
+def test_measure_latency_restores_mode():
+    model = DigitsCNN(4).train()
+    seconds = measure_latency(model, (1, 8, 8), batch_size=4, repeats=3, warmup=1)
+    assert 0 < seconds < 1
+    assert model.training
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError):
+        MLP(hidden=())
+    with pytest.raises(ValueError):
+        DigitsCNN(0)

@@ -1,0 +1,110 @@
+"""The shipped CIFAR-10 teacher: integrity checks, loading, and its accuracy on real images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import kdcourse.teachers as teachers
+from kdcourse.models import CifarResNet, count_parameters
+from kdcourse.teachers import (
+    CIFAR10_TEACHER_PATH,
+    CIFAR10_TEACHER_SHA256,
+    cifar10_teacher_info,
+    load_cifar10_teacher,
+)
+
+
+def test_shipped_teacher_loads_frozen():
+    model = load_cifar10_teacher()
+    assert isinstance(model, CifarResNet)
+    assert model.widths == (32, 64, 128) and model.blocks == 2
+    assert count_parameters(model) == 696_618
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def test_sidecar_records_the_checkpoint():
+    info = cifar10_teacher_info()
+    assert info["sha256"] == CIFAR10_TEACHER_SHA256
+    assert info["parameters"] == 696_618
+    assert info["test_accuracy"] >= 0.80
+    assert info["checkpoint_bytes"] == CIFAR10_TEACHER_PATH.stat().st_size
+    # a plain state_dict, readable without running pickled code
+    state = torch.load(CIFAR10_TEACHER_PATH, map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_copy_with_or_without_sidecar_loads(tmp_path):
+    copy = tmp_path / "teacher.pt"
+    shutil.copy(CIFAR10_TEACHER_PATH, copy)
+    load_cifar10_teacher(copy)  # no sidecar: checked against the hard-coded digest
+    shutil.copy(CIFAR10_TEACHER_PATH.with_suffix(".json"), copy.with_suffix(".json"))
+    load_cifar10_teacher(copy)
+
+
+@pytest.mark.parametrize("where", [100, 2_000_000, -10])
+def test_corrupted_copy_is_refused(tmp_path, where):
+    copy = tmp_path / "teacher.pt"
+    data = bytearray(CIFAR10_TEACHER_PATH.read_bytes())
+    data[where] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="corrupted or modified") as info:
+        load_cifar10_teacher(copy)
+    assert "git checkout kdcourse/assets/cifar10_teacher.pt" in str(info.value)
+    assert "scripts/train_cifar_teacher.py" in str(info.value)
+
+
+def test_unreadable_file_is_refused_even_without_verification(tmp_path):
+    copy = tmp_path / "teacher.pt"
+    copy.write_bytes(CIFAR10_TEACHER_PATH.read_bytes()[:100_000])  # truncated
+    with pytest.raises(RuntimeError, match="corrupted or modified"):
+        load_cifar10_teacher(copy, verify=False)
+
+
+def test_swapped_sidecar_is_caught(tmp_path, monkeypatch):
+    """Another checkpoint whose sidecar vouches for it: fine elsewhere, refused as the shipped one."""
+    other = tmp_path / "teacher.pt"
+    torch.save(CifarResNet().state_dict(), other)
+    info = cifar10_teacher_info()
+    info["sha256"] = hashlib.sha256(other.read_bytes()).hexdigest()
+    other.with_suffix(".json").write_text(json.dumps(info))
+    load_cifar10_teacher(other)  # a retrained teacher at its own path: its sidecar is trusted
+
+    # the same pair in place of the shipped files: the hard-coded digest catches the swap
+    monkeypatch.setattr(teachers, "CIFAR10_TEACHER_PATH", other.resolve())
+    with pytest.raises(RuntimeError, match="sidecar .* is modified"):
+        load_cifar10_teacher()
+    # and a swapped checkpoint alone (the sidecar left as shipped) is refused too
+    other.with_suffix(".json").write_text(json.dumps(cifar10_teacher_info(CIFAR10_TEACHER_PATH)))
+    with pytest.raises(RuntimeError, match="corrupted or modified"):
+        load_cifar10_teacher()
+
+
+def test_missing_file_says_how_to_recreate(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_cifar10_teacher(tmp_path / "nowhere.pt")
+    message = str(info.value)
+    assert "nowhere.pt" in message
+    assert "scripts/train_cifar_teacher.py" in message and "git checkout" in message
+
+
+@pytest.mark.skipif(not os.environ.get("KDCOURSE_CIFAR10"),
+                    reason="set KDCOURSE_CIFAR10 to the CIFAR-10 archive to run")
+def test_teacher_accuracy_on_real_images():
+    from kdcourse.data import load_cifar10_data
+
+    splits = load_cifar10_data(train_size=10, test_size=500)
+    x, y = splits.test.tensors
+    model = load_cifar10_teacher()
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy >= 0.75
