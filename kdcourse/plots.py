@@ -19,6 +19,8 @@ __all__ = [
     "matrix_pair",
     "attention_pair",
     "mean_std_bars",
+    "soft_target_grid",
+    "gain_vs_size",
 ]
 
 
@@ -167,4 +169,74 @@ def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test ac
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def soft_target_grid(images, probs_by_T: Mapping[float, object], labels: Sequence[int],
+                     class_names: Sequence[str] | None = None, suptitle: str = ""):
+    """One row per example: the input image, then its class probabilities at each temperature.
+
+    ``probs_by_T`` maps a temperature to an ``(N, C)`` array of probabilities (e.g. a teacher's
+    ``softmax(z / T)``); the true class (``labels``) is drawn in orange. Used to show how a
+    temperature reveals the wrong classes a teacher finds plausible ("dark knowledge").
+    """
+    images = np.asarray(images, dtype=float)
+    temps = list(probs_by_T)
+    probs = {T: np.asarray(p, dtype=float) for T, p in probs_by_T.items()}
+    n = len(images)
+    fig, axes = plt.subplots(n, 1 + len(temps), figsize=(2.2 + 3.6 * len(temps), 1.9 * n + 0.6),
+                             squeeze=False, gridspec_kw={"width_ratios": [0.55] + [1] * len(temps)})
+    for i in range(n):
+        img = images[i]
+        img = img.reshape(int(round(np.sqrt(img.size))), -1) if img.ndim != 2 and img.shape[0] != 3 else img
+        axes[i, 0].imshow(img if img.ndim == 2 else np.transpose(img, (1, 2, 0)), cmap="gray_r")
+        axes[i, 0].set_xticks([])
+        axes[i, 0].set_yticks([])
+        names = class_names if class_names is not None else [str(k) for k in range(probs[temps[0]].shape[1])]
+        axes[i, 0].set_ylabel(f"true: {names[labels[i]]}")
+        for j, T in enumerate(temps):
+            ax = axes[i, 1 + j]
+            probability_bars(probs[T][i], names, highlight=int(labels[i]), ax=ax, ylim=1.0)
+            second = np.argsort(-probs[T][i])[1]
+            ax.set_title(f"T = {T:g}: runner-up {names[second]} ({probs[T][i][second]:.2f})", fontsize=9)
+            if i < n - 1:
+                ax.set_xlabel("")
+            if j > 0:
+                ax.set_ylabel("")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def gain_vs_size(series: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]],
+                 point_labels: Mapping[float, str] | None = None,
+                 xlabel: str = "student parameters (log scale)",
+                 ylabel: str = "accuracy gain over baseline (points)", title: str = "", ax=None):
+    """The gain of a method over its baseline against student size (lesson 07, capacity gap).
+
+    ``series`` maps a label to ``(sizes, gains)``: the student sizes (e.g. parameter counts) and,
+    for each size, the per-seed gains. Each series is drawn as its mean with +- one standard
+    deviation error bars on a log x axis, with a dashed line at zero gain. ``point_labels`` maps
+    a size to a text (e.g. the width) written next to the first series' points.
+    """
+    fig, ax = _axes(ax, figsize=(6.5, 4))
+    for i, (label, (sizes, per_size)) in enumerate(series.items()):
+        sizes = np.asarray(sizes, dtype=float)
+        if len(per_size) != len(sizes):
+            raise ValueError(f"{label!r} has {len(per_size)} lists of gains but {len(sizes)} sizes")
+        mean = np.array([np.mean(v) for v in per_size])
+        std = np.array([np.std(v) for v in per_size])
+        ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=4, label=label)
+        if i == 0 and point_labels:
+            for x, y in zip(sizes, mean):
+                if x in point_labels:
+                    ax.annotate(point_labels[x], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.axhline(0.0, color="tab:gray", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     return fig

@@ -1,0 +1,653 @@
+"""Checkers for the logit exercises of lessons 01 and 02.
+
+Each checker calls the learner's function on fixed inputs (several temperatures, batches of more
+than one example, logits where the direction of the KL matters) and compares it with the
+reference in :mod:`kdcourse.losses`. When the answer is wrong it does not guess: it computes what
+each classic mistake would return on the same inputs and names the one that matches every case.
+
+    >>> check_kd_loss(kd_loss)
+    ✓ kd_loss matches the reference on 6 test cases (T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes gradients to the student.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+
+__all__ = [
+    "check_softmax_with_temperature",
+    "check_entropy",
+    "check_kd_loss",
+    "check_distillation_loss",
+]
+
+RTOL, ATOL = 1e-4, 1e-6
+
+
+# ------------------------------------------------------------------ fixed inputs
+
+# Teacher logits of 4 examples over 5 classes, each confident but with a clear "second choice",
+# and student logits that disagree in places: KL(t || s) and KL(s || t) differ clearly here.
+_TEACHER = torch.tensor([
+    [6.0, 2.5, 0.5, -1.0, 1.0],
+    [-0.5, 5.0, 3.5, 0.0, -2.0],
+    [1.0, 0.0, -1.5, 4.5, 3.0],
+    [0.5, -1.0, 2.0, 1.5, 5.5],
+])
+_STUDENT = torch.tensor([
+    [2.0, 1.5, 1.0, 0.0, -0.5],
+    [0.5, 2.0, -1.0, 1.0, 0.0],
+    [-1.0, 0.5, 0.0, 1.0, 2.5],
+    [1.5, 0.0, 0.5, -0.5, 1.0],
+])
+_TARGETS = torch.tensor([0, 1, 3, 2])  # the last example: the teacher is wrong (argmax 4)
+
+# A second shape (3 examples, 7 classes), so "off by the number of classes" and "off by the
+# batch size" are told apart.
+_TEACHER_B = torch.tensor([
+    [3.0, -1.0, 0.5, 2.0, -2.0, 1.0, 0.0],
+    [-1.5, 0.5, 4.0, 0.0, 1.0, -0.5, 2.5],
+    [0.0, 2.0, -1.0, 1.0, 0.5, 5.0, -1.0],
+])
+_STUDENT_B = torch.tensor([
+    [1.0, 0.0, 0.5, 1.5, -1.0, 0.0, 0.5],
+    [0.0, 1.0, 1.0, -0.5, 2.0, 0.0, 0.5],
+    [0.5, 0.5, -0.5, 0.0, 1.0, 1.5, 0.0],
+])
+_TARGETS_B = torch.tensor([0, 2, 5])
+
+_SOFTMAX_INPUTS = [
+    (_TEACHER, 1.0),
+    (_TEACHER, 2.0),
+    (_TEACHER, 4.0),
+    (_STUDENT_B, 0.5),
+    (_TEACHER_B, 10.0),
+]
+# A single example (1-D) and large logits come last: they test generality and numerical
+# stability once the formula itself is known to be right.
+_SOFTMAX_VECTOR = (torch.tensor([2.0, 1.0, 0.1, -1.0]), 3.0)
+_SOFTMAX_LARGE = (torch.tensor([[1000.0, 998.0, 990.0], [-5.0, 0.0, 1000.0]]), 1.0)
+
+_KD_INPUTS = [
+    (_STUDENT, _TEACHER, 1.0),
+    (_STUDENT, _TEACHER, 2.0),
+    (_STUDENT, _TEACHER, 4.0),
+    (_STUDENT, _TEACHER, 10.0),
+    (_STUDENT_B, _TEACHER_B, 1.0),
+    (_STUDENT_B, _TEACHER_B, 4.0),
+]
+_DISTILL_INPUTS = [
+    (_STUDENT, _TEACHER, _TARGETS, 4.0, 0.9),
+    (_STUDENT, _TEACHER, _TARGETS, 2.0, 0.3),
+    (_STUDENT, _TEACHER, _TARGETS, 4.0, 1.0),
+    (_STUDENT, _TEACHER, _TARGETS, 4.0, 0.0),
+    (_STUDENT_B, _TEACHER_B, _TARGETS_B, 10.0, 0.7),
+    (_STUDENT_B, _TEACHER_B, _TARGETS_B, 1.0, 0.5),
+    (_STUDENT_B, _TEACHER_B, _TARGETS_B, 3.0, 0.9),
+]
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def _name(fn: Callable, default: str) -> str:
+    return getattr(fn, "__name__", None) or default
+
+
+def _fmt(x) -> str:
+    """A short, readable rendering of a tensor / number for error messages."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dim() == 0:
+            return f"{float(x):.6g}"
+        if x.numel() > 12:
+            return f"tensor of shape {tuple(x.shape)}"
+        return "[" + ", ".join(_fmt(v) for v in x) + "]"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return repr(x)
+
+
+def _call(fn: Callable, name: str, args: tuple, shown: str):
+    """Call the learner's function; turn an exception into a message that shows it."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    clones = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    try:
+        out = fn(*clones)
+    except NotImplementedError as error:
+        raise AssertionError(
+            f"{name} is not implemented yet ({error}). Replace the `raise NotImplementedError` "
+            "line with your code, run that cell again, then run this check."
+        ) from None
+    except Exception as error:  # show the learner their own error, with where it happened
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        raise AssertionError(
+            f"{name}({shown}) raised {type(error).__name__}: {error}\n"
+            f"  (line {where.lineno}: {where.line})"
+        ) from error
+    for original, passed in zip(args, clones):
+        if isinstance(original, torch.Tensor) and not torch.equal(original, passed):
+            raise AssertionError(
+                f"{name}({shown}) changed its input tensor in place (e.g. `logits /= T`). "
+                "Write `scaled = logits / T` instead: the caller's logits must stay as they were."
+            )
+    return out
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    a, b = a.detach().double(), b.detach().double()
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
+
+
+@dataclass
+class _Variant:
+    """One hypothesis: a list of mistakes (empty = the reference) and a function computing it."""
+
+    mistakes: tuple[str, ...]
+    fn: Callable
+
+
+def _diagnose(outputs: Sequence[torch.Tensor], inputs: Sequence[tuple], variants: Sequence[_Variant]):
+    """The variants (fewest mistakes first) that reproduce every one of the learner's outputs."""
+    matches = []
+    for variant in sorted(variants, key=lambda v: len(v.mistakes)):
+        if matches and len(variant.mistakes) > len(matches[0].mistakes):
+            break  # the simplest explanation wins
+        try:
+            if all(_close(out, variant.fn(*args)) for out, args in zip(outputs, inputs)):
+                matches.append(variant)
+        except Exception:  # a hypothesis that cannot be computed on these inputs explains nothing
+            continue
+    return matches or None
+
+
+def _explain(name: str, found: list[_Variant] | None) -> str | None:
+    if not found:
+        return None
+    if len(found[0].mistakes) == 1:
+        return f"{name}: " + found[0].mistakes[0]
+    lines = [f"{name} combines {len(found[0].mistakes)} mistakes:"]
+    lines += [f"  - {m}" for m in found[0].mistakes]
+    return "\n".join(lines)
+
+
+def _generic(name: str, shown: str, expected: torch.Tensor, got: torch.Tensor) -> str:
+    text = f"{name}({shown}) returned {_fmt(got)}, expected {_fmt(expected)}."
+    if expected.dim() == 0 and got.dim() == 0 and float(got) != 0:
+        text += f" (ratio expected / got = {float(expected) / float(got):.4g})"
+    return text + " No classic mistake explains this; compare your code with the formula above."
+
+
+def _check_output(name: str, shown: str, out, expected: torch.Tensor) -> torch.Tensor:
+    """Type and shape checks for a function that returns one tensor shaped like its input."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if not isinstance(out, torch.Tensor):
+        hint = ""
+        if isinstance(out, (float, int)):
+            hint = " Did you call `.item()` or `float(...)`? Return the tensor."
+        elif out is None:
+            hint = " Did you forget the `return` statement?"
+        elif type(out).__module__.startswith("numpy"):
+            hint = " Use torch operations (torch.softmax, torch.exp, ...) and return a torch.Tensor."
+        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+    if out.shape != expected.shape:
+        raise AssertionError(
+            f"{name}({shown}) returned shape {tuple(out.shape)}, expected {tuple(expected.shape)}."
+        )
+    return out
+
+
+# ------------------------------------------------------------------ softmax with temperature
+
+
+def _softmax_variants() -> list[_Variant]:
+    def norm_exp(z):
+        e = torch.exp(z)
+        return e / e.sum(-1, keepdim=True)
+
+    return [
+        _Variant((), lambda z, T: torch.softmax(z / T, -1)),
+        _Variant(("the temperature is not applied: it returns softmax(logits), the same for every T. "
+                  "Divide the logits by T before the softmax.",),
+                 lambda z, T: torch.softmax(z, -1)),
+        _Variant(("it multiplies the logits by T instead of dividing: softmax(logits * T) gets sharper "
+                  "as T grows, the opposite of softening. Use softmax(logits / T).",),
+                 lambda z, T: torch.softmax(z * T, -1)),
+        _Variant(("it divides by T twice (softmax(logits / T**2)): divide the logits by T once.",),
+                 lambda z, T: torch.softmax(z / T ** 2, -1)),
+        _Variant(("it divides the probabilities by T after the softmax (softmax(logits) / T): the result "
+                  "no longer sums to 1. Divide the logits, before the softmax.",),
+                 lambda z, T: torch.softmax(z, -1) / T),
+        _Variant(("it returns log-probabilities (log_softmax); the exercise asks for probabilities: use "
+                  "torch.softmax (or take .exp() of the result).",),
+                 lambda z, T: torch.log_softmax(z / T, -1)),
+        _Variant(("it returns exp(logits / T) without dividing by the sum over classes: normalise so "
+                  "that each row sums to 1.",),
+                 lambda z, T: torch.exp(z / T)),
+        _Variant(("it returns logits / T, the scaled logits, without the softmax.",),
+                 lambda z, T: z / T),
+        _Variant(("the softmax runs over the batch (dim=0), not over the classes: each column sums to 1 "
+                  "instead of each row. Use dim=-1 (the last dimension, the classes).",),
+                 lambda z, T: torch.softmax(z / T, 0)),
+        _Variant(("the softmax runs over the batch (dim=0) and ignores T: use softmax(logits / T, dim=-1).",),
+                 lambda z, T: torch.softmax(z, 0)),
+    ]
+
+
+def check_softmax_with_temperature(fn: Callable) -> None:
+    """Check ``fn(logits, T)`` against :func:`kdcourse.losses.softmax_with_temperature`.
+
+    Cases: batches of 4x5 and 3x7 logits at T = 0.5, 1, 2, 4, 10, then one 1-D vector of logits
+    and logits around 1000 (a naive ``exp`` overflows there).
+    """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    name = _name(fn, "softmax_with_temperature")
+    outputs = []
+    for logits, T in _SOFTMAX_INPUTS:
+        shown = f"logits of shape {tuple(logits.shape)}, T={T:g}"
+        expected = losses.softmax_with_temperature(logits, T)
+        out = _check_output(name, shown, _call(fn, name, (logits, T), shown), expected)
+        outputs.append(out)
+    if not all(_close(o, losses.softmax_with_temperature(z, T)) for o, (z, T) in zip(outputs, _SOFTMAX_INPUTS)):
+        message = _explain(name, _diagnose(outputs, _SOFTMAX_INPUTS, _softmax_variants()))
+        if message is None:
+            for out, (z, T) in zip(outputs, _SOFTMAX_INPUTS):
+                expected = losses.softmax_with_temperature(z, T)
+                if not _close(out, expected):
+                    shown = f"logits={_fmt(z[0])}..., T={T:g}"
+                    sums = out.detach().sum(-1)
+                    extra = ""
+                    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+                        extra = f" Its rows sum to {_fmt(sums)}, not 1."
+                    message = (f"{name}({shown}) returned first row {_fmt(out[0])}, expected "
+                               f"{_fmt(expected[0])}.{extra} No classic mistake explains this; "
+                               "compare your code with q_i = exp(z_i / T) / sum_j exp(z_j / T).")
+                    break
+        raise AssertionError(message)
+
+    z, T = _SOFTMAX_VECTOR
+    shown = f"a single vector of logits {_fmt(z)}, T={T:g}"
+    try:
+        out = _call(fn, name, (z, T), shown)
+    except AssertionError as error:
+        raise AssertionError(
+            f"{error}\nYour function works on a batch but not on one example (a 1-D tensor): take the "
+            "softmax over dim=-1, the last dimension, which is the classes in both cases."
+        ) from None
+    out = _check_output(name, shown, out, losses.softmax_with_temperature(z, T))
+    if not _close(out, losses.softmax_with_temperature(z, T)):
+        raise AssertionError(
+            f"{name}({shown}) returned {_fmt(out)}, expected {_fmt(losses.softmax_with_temperature(z, T))}: "
+            "on a 1-D tensor the classes are dim=0 = dim=-1. Use dim=-1 so one example and a batch both work."
+        )
+
+    z, T = _SOFTMAX_LARGE
+    shown = "logits around 1000, T=1"
+    out = _check_output(name, shown, _call(fn, name, (z, T), shown), losses.softmax_with_temperature(z, T))
+    if not torch.isfinite(out).all():
+        raise AssertionError(
+            f"{name}({shown}) returned {_fmt(out)}: exp(1000) overflows to inf and inf / inf is nan. "
+            "Subtract each row's maximum before the exp (the softmax does not change), or use torch.softmax."
+        )
+    if not _close(out, losses.softmax_with_temperature(z, T)):
+        raise AssertionError(_generic(name, shown, losses.softmax_with_temperature(z, T), out))
+    print(f"✓ {name} matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
+          "(T = 0.5 to 10, batches and a single vector, large logits).")
+
+
+# ------------------------------------------------------------------ entropy
+
+_ENTROPY_INPUTS = [
+    (torch.softmax(_TEACHER, -1),),
+    (torch.softmax(_STUDENT_B / 3.0, -1),),
+    (torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]]),),
+]
+
+
+def _reference_entropy(p: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(p, p).sum(-1)
+
+
+def _entropy_variants() -> list[_Variant]:
+    def h(p):
+        return -torch.special.xlogy(p, p)
+
+    return [
+        _Variant((), lambda p: h(p).sum(-1)),
+        _Variant(("it uses log base 2 (bits); the course measures entropy in nats: use the natural log "
+                  "(torch.log), so the uniform distribution over 10 classes has entropy log(10) = 2.303.",),
+                 lambda p: h(p).sum(-1) / math.log(2)),
+        _Variant(("the minus sign is missing: sum_i p_i log p_i is <= 0; the entropy is its negative.",),
+                 lambda p: -h(p).sum(-1)),
+        _Variant(("it averages over the classes (mean) instead of summing: H = -sum_i p_i log p_i.",),
+                 lambda p: h(p).mean(-1)),
+        _Variant(("it sums over the whole batch: return one entropy per example (sum over dim=-1).",),
+                 lambda p: h(p).sum()),
+        _Variant(("it averages over the batch: return one entropy per example (sum over dim=-1 only).",),
+                 lambda p: h(p).sum(-1).mean()),
+        _Variant(("it sums over the batch (dim=0) instead of the classes (dim=-1).",),
+                 lambda p: h(p).sum(0)),
+        _Variant(("it forgets the p_i weights: H = -sum_i p_i log p_i, not -sum_i log p_i.",),
+                 lambda p: -torch.log(p).sum(-1)),
+    ]
+
+
+def check_entropy(fn: Callable) -> None:
+    """Check ``fn(probs)`` -> one entropy (in nats) per row, :math:`H(p) = -\\sum_i p_i \\log p_i`.
+
+    The last case holds exact zeros: :math:`0 \\log 0` counts as 0, so a naive ``p * log(p)`` gives nan.
+    """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    name = _name(fn, "entropy")
+    outputs = []
+    for (p,) in _ENTROPY_INPUTS:
+        shown = f"probs of shape {tuple(p.shape)}"
+        out = _call(fn, name, (p,), shown)
+        if not isinstance(out, torch.Tensor):
+            _check_output(name, shown, out, p)
+        outputs.append(out)
+    expected = [_reference_entropy(p) for (p,) in _ENTROPY_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        print(f"✓ {name} matches the reference on {len(_ENTROPY_INPUTS)} test cases "
+              "(including probabilities that are exactly 0).")
+        return
+    # exact zeros: nan from 0 * log(0) is its own mistake
+    first_two = list(zip(outputs[:2], expected[:2]))
+    if all(_close(o, e) for o, e in first_two) and not torch.isfinite(outputs[2]).all():
+        raise AssertionError(
+            f"{name} returns {_fmt(outputs[2])} when some probabilities are exactly 0: 0 * log(0) = 0 * (-inf) "
+            "is nan in floating point. Use torch.special.xlogy(p, p) (which defines 0 log 0 = 0) or "
+            "p * torch.log(p.clamp_min(1e-12))."
+        )
+    message = _explain(name, _diagnose(outputs[:2], _ENTROPY_INPUTS[:2], _entropy_variants()))
+    if message is None:
+        for out, e, (p,) in zip(outputs, expected, _ENTROPY_INPUTS):
+            if not _close(out, e):
+                message = (f"{name}(probs of shape {tuple(p.shape)}) returned {_fmt(out)}, expected {_fmt(e)} "
+                           "(one value per row). No classic mistake explains this; compare your code with "
+                           "H(p) = -sum_i p_i log p_i over the last dimension.")
+                break
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ kd_loss
+
+_KD_MISTAKES = {
+    "noT2": "the loss is off by a factor T^2 (= {T2}): did you forget to rescale the soft term by T**2? "
+            "Without it the soft term's gradient shrinks like 1/T^2 (lesson 02, section 3).",
+    "T1": "it multiplies by T, not by T^2: the soft term must be scaled by T**2.",
+    "reversed": "the KL arguments are reversed: it computes KL(student || teacher). The teacher's distribution "
+                "is the target: F.kl_div(log_softmax(student / T), softmax(teacher / T)) = KL(teacher || student).",
+    "mean": "it uses reduction=\"mean\", which divides by batch size x number of classes, so the loss is off "
+            "by the number of classes ({C}). Use reduction=\"batchmean\" (sum over classes, mean over examples).",
+    "sum": "it uses reduction=\"sum\": the loss grows with the batch size ({B} here). Use "
+           "reduction=\"batchmean\" (sum over classes, mean over examples).",
+    "softmax_input": "F.kl_div expects LOG-probabilities as its first argument, but it gets probabilities: "
+                     "use F.log_softmax(student_logits / T, dim=1) for the student.",
+    "log_target": "the teacher's target is passed as log-probabilities (log_softmax) but F.kl_div reads it as "
+                  "probabilities: use softmax(teacher_logits / T), or pass log_target=True.",
+    "T_student_only": "the temperature is applied to the student only: divide the teacher's logits by T as well.",
+    "T_teacher_only": "the temperature is applied to the teacher only: divide the student's logits by T as well.",
+    "T_none": "the temperature is not applied to the logits at all: use softmax(teacher_logits / T) and "
+              "log_softmax(student_logits / T).",
+    "T_mul": "it multiplies the logits by T instead of dividing them by T.",
+    "cross_entropy": "it computes the cross-entropy H(p_t, p_s) = -sum p_t log p_s, not the KL divergence: the "
+                     "two differ by the teacher's entropy (constant for the student). Use F.kl_div (KL = H(p_t, p_s) "
+                     "- H(p_t)).",
+}
+
+
+def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str) -> Callable:
+    """KD loss under one combination of mistakes (each argument 'ok' or a key of _KD_MISTAKES)."""
+
+    def fn(s, t, T):
+        zs = s * T if temp == "T_mul" else (s if temp in ("T_none", "T_teacher_only") else s / T)
+        zt = t * T if temp == "T_mul" else (t if temp in ("T_none", "T_student_only") else t / T)
+        if direction == "reversed":
+            zs, zt = zt, zs
+        log_ps, log_pt = F.log_softmax(zs, 1), F.log_softmax(zt, 1)
+        if form == "softmax_input":
+            per = log_pt.exp() * (log_pt - log_ps.exp())  # kl_div(input=p_s, target=p_t)
+        elif form == "log_target":
+            per = F.kl_div(log_ps, log_pt, reduction="none")  # nan: log of a negative "probability"
+        elif form == "cross_entropy":
+            per = -log_pt.exp() * log_ps
+        else:
+            per = log_pt.exp() * (log_pt - log_ps)
+        if reduction == "mean":
+            value = per.mean()
+        elif reduction == "sum":
+            value = per.sum()
+        else:
+            value = per.sum() / s.shape[0]
+        factor = {"ok": T * T, "noT2": 1.0, "T1": T}[scale]
+        return value * factor
+
+    return fn
+
+
+def _kd_variants() -> list[_Variant]:
+    variants = []
+    for scale, direction, reduction, temp, form in itertools.product(
+        ("ok", "noT2", "T1"), ("ok", "reversed"), ("ok", "mean", "sum"),
+        ("ok", "T_student_only", "T_teacher_only", "T_none", "T_mul"),
+        ("ok", "softmax_input", "log_target", "cross_entropy"),
+    ):
+        if temp == "T_none" and scale == "noT2":
+            mistakes = ("it is the plain KL at T = 1: the temperature is never used (neither inside the "
+                        "softmaxes nor as the T^2 factor).",)
+            if (direction, reduction, form) != ("ok", "ok", "ok"):
+                continue
+        else:
+            mistakes = tuple(k for k in (scale, direction, reduction, temp, form) if k != "ok")
+        variants.append(_Variant(mistakes, _kd_variant(scale, direction, reduction, temp, form)))
+    return variants
+
+
+def _fill(text: str, T: float | None = None, B: int | None = None, C: int | None = None) -> str:
+    return text.replace("{T2}", f"{T * T:g} at T={T:g}" if T else "T^2").replace(
+        "{C}", str(C) if C else "C").replace("{B}", str(B) if B else "B")
+
+
+def _kd_explain(name: str, found: list[_Variant] | None, T: float, B: int, C: int) -> str | None:
+    if not found:
+        return None
+    mistakes = [_fill(_KD_MISTAKES.get(m, m), T, B, C) for m in found[0].mistakes]
+    if len(mistakes) == 1:
+        return f"{name}: {mistakes[0]}"
+    return "\n".join([f"{name} has {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes])
+
+
+def _quoted_case(outputs, expected, temperatures) -> int:
+    """The wrong case to quote in a message: the one closest to the usual T = 4."""
+    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
+    return min(wrong, key=lambda i: (abs(math.log(temperatures[i] / 4.0)), i))
+
+
+def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if not isinstance(out, torch.Tensor):
+        hint = ""
+        if isinstance(out, (float, int)):
+            hint = " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow."
+        elif out is None:
+            hint = " Did you forget the `return` statement?"
+        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+    if out.shape != ():
+        if out.dim() == 1 and out.shape[0] == batch:
+            hint = (" That is one value per example: average over the batch (reduction=\"batchmean\": sum "
+                    "over classes, divide by the batch size).")
+        elif out.dim() == 2:
+            hint = (" That is one value per example and class (reduction=\"none\"): use "
+                    "reduction=\"batchmean\" (sum over classes, mean over examples).")
+        else:
+            hint = " Reduce it to a single number."
+        raise AssertionError(
+            f"{name}({shown}) returned a tensor of shape {tuple(out.shape)}; a loss must be a scalar "
+            f"(shape ()).{hint}"
+        )
+    return out
+
+
+def _check_gradient(name: str, fn: Callable, args: tuple, shown: str) -> None:
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    s = args[0].clone().requires_grad_(True)
+    out = _call(fn, name, (s, *args[1:]), shown)
+    if not out.requires_grad:
+        raise AssertionError(
+            f"{name}({shown}) returns the right value but no gradient flows back to the student's logits: "
+            "did you use .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it."
+        )
+
+
+def check_kd_loss(fn: Callable) -> None:
+    """Check ``fn(student_logits, teacher_logits, T)`` against :func:`kdcourse.losses.kd_loss`.
+
+    Cases: 4x5 and 3x7 logits at T = 1, 2, 4, 10. The message names the mistake (missing T^2,
+    reversed KL, ``reduction="mean"``, probabilities instead of log-probabilities, T on one side
+    only, ...) whose value matches the learner's output on every case.
+    """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    name = _name(fn, "kd_loss")
+    outputs = []
+    for s, t, T in _KD_INPUTS:
+        shown = f"student and teacher logits of shape {tuple(s.shape)}, T={T:g}"
+        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t, T), shown), s.shape[0]))
+    expected = [losses.kd_loss(s, t, T) for s, t, T in _KD_INPUTS]
+    if not all(_close(o, e) for o, e in zip(outputs, expected)):
+        found = _diagnose(outputs, _KD_INPUTS, _kd_variants())
+        # quote the numbers of the first case where the learner's value is off
+        i = _quoted_case(outputs, expected, [T for _, _, T in _KD_INPUTS])
+        s, t, T = _KD_INPUTS[i]
+        message = _kd_explain(name, found, T, s.shape[0], s.shape[1])
+        shown = f"logits of shape {tuple(s.shape)}, T={T:g}"
+        numbers = f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
+        raise AssertionError((message + numbers) if message else _generic(name, shown, expected[i], outputs[i]))
+    s, t, T = _KD_INPUTS[2]
+    _check_gradient(name, fn, (s, t, T), f"logits of shape {tuple(s.shape)}, T={T:g}")
+    print(f"✓ {name} matches the reference on {len(_KD_INPUTS)} test cases "
+          "(T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes gradients to the student.")
+
+
+# ------------------------------------------------------------------ distillation_loss
+
+_WEIGHTS = {
+    "ok": ("", lambda a: (a, 1 - a)),
+    "swapped": ("alpha is swapped: it weights the hard (cross-entropy) term. In this course alpha weights the "
+                "soft term: L = alpha * soft + (1 - alpha) * hard.", lambda a: (1 - a, a)),
+    "hard_unweighted": ("the hard term is not weighted by (1 - alpha): L = alpha * soft + (1 - alpha) * hard.",
+                        lambda a: (a, 1.0)),
+    "soft_unweighted": ("the soft term is not weighted by alpha: L = alpha * soft + (1 - alpha) * hard.",
+                        lambda a: (1.0, 1 - a)),
+    "alpha_both": ("both terms are weighted by alpha: the hard term's weight is (1 - alpha).",
+                   lambda a: (a, a)),
+    "no_weights": ("alpha is not used: the terms are simply added. L = alpha * soft + (1 - alpha) * hard.",
+                   lambda a: (1.0, 1.0)),
+}
+_HARD = {
+    "ok": "",
+    "ce_at_T": "the cross-entropy is computed at temperature T (on student_logits / T): the hard term uses "
+               "the ordinary softmax, T = 1: F.cross_entropy(student_logits, targets).",
+    "ce_at_T_T2": "the cross-entropy is computed at temperature T and scaled by T^2: only the soft term is; the "
+                  "hard term is F.cross_entropy(student_logits, targets) at T = 1.",
+    "ce_sum": "the cross-entropy uses reduction=\"sum\" (it grows with the batch size): use the mean over the "
+              "batch (the default of F.cross_entropy).",
+    "ce_teacher_labels": "the hard term uses the teacher's predictions (argmax) as labels: use the true labels "
+                         "`targets` (the teacher can be wrong; example 4 of the test batch is such a case).",
+    "ce_probs": "F.cross_entropy takes logits, but it gets probabilities (a softmax was applied first): pass "
+                "student_logits directly.",
+}
+_SOFT_MIX_TEXT = {
+    "noT2": "the soft term is off by a factor T^2 (= {T2}): multiply the KL by T**2 (your kd_loss does).",
+    "reversed": "the soft term's KL arguments are reversed: it computes KL(student || teacher); the teacher's "
+                "distribution is the target, KL(teacher || student).",
+    "mean": "the soft term uses reduction=\"mean\", off by the number of classes ({C}): use \"batchmean\".",
+    "T_none": "the soft term does not divide the logits by T: use softmax(teacher_logits / T) and "
+              "log_softmax(student_logits / T).",
+    "softmax_input": "the soft term gives F.kl_div probabilities where it expects LOG-probabilities: use "
+                     "F.log_softmax(student_logits / T, dim=1).",
+}
+_SOFT_FOR_MIX = {
+    "ok": ("ok", "ok", "ok", "ok", "ok"),
+    "noT2": ("noT2", "ok", "ok", "ok", "ok"),
+    "reversed": ("ok", "reversed", "ok", "ok", "ok"),
+    "mean": ("ok", "ok", "mean", "ok", "ok"),
+    "T_none": ("ok", "ok", "ok", "T_none", "ok"),
+    "softmax_input": ("ok", "ok", "ok", "ok", "softmax_input"),
+}
+
+
+def _hard_term(kind: str, s, t, y, T):
+    if kind == "ce_at_T":
+        return F.cross_entropy(s / T, y)
+    if kind == "ce_at_T_T2":
+        return F.cross_entropy(s / T, y) * T * T
+    if kind == "ce_sum":
+        return F.cross_entropy(s, y, reduction="sum")
+    if kind == "ce_teacher_labels":
+        return F.cross_entropy(s, t.argmax(1))
+    if kind == "ce_probs":
+        return F.cross_entropy(torch.softmax(s, 1), y)
+    return F.cross_entropy(s, y)
+
+
+def _distill_variants() -> list[_Variant]:
+    variants = []
+    for weights, hard, soft in itertools.product(_WEIGHTS, _HARD, _SOFT_FOR_MIX):
+        soft_fn = _kd_variant(*_SOFT_FOR_MIX[soft])
+
+        def fn(s, t, y, T, alpha, soft_fn=soft_fn, weights=weights, hard=hard):
+            w_soft, w_hard = _WEIGHTS[weights][1](alpha)
+            return w_soft * soft_fn(s, t, T) + w_hard * _hard_term(hard, s, t, y, T)
+
+        mistakes = []
+        if weights != "ok":
+            mistakes.append(_WEIGHTS[weights][0])
+        if hard != "ok":
+            mistakes.append(_HARD[hard])
+        if soft != "ok":
+            mistakes.append(_SOFT_MIX_TEXT[soft])
+        variants.append(_Variant(tuple(mistakes), fn))
+    return variants
+
+
+def check_distillation_loss(fn: Callable) -> None:
+    """Check ``fn(student_logits, teacher_logits, targets, T, alpha)`` against
+    :func:`kdcourse.losses.distillation_loss`: ``alpha * T^2 KL(p_t || p_s) + (1 - alpha) CE(y, p_s)``.
+
+    Cases: alpha = 0, 0.3, 0.5, 0.7, 0.9, 1 and T = 1 to 10 on two batches (in one of them the teacher
+    is wrong on an example). Named mistakes: alpha swapped or missing, CE at temperature T, CE
+    reduction, teacher labels instead of true labels, and the main soft-term mistakes.
+    """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    name = _name(fn, "distillation_loss")
+    outputs = []
+    for s, t, y, T, alpha in _DISTILL_INPUTS:
+        shown = f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}"
+        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t, y, T, alpha), shown), s.shape[0]))
+    expected = [losses.distillation_loss(s, t, y, T, alpha) for s, t, y, T, alpha in _DISTILL_INPUTS]
+    if not all(_close(o, e) for o, e in zip(outputs, expected)):
+        found = _diagnose(outputs, _DISTILL_INPUTS, _distill_variants())
+        i = _quoted_case(outputs, expected, [T for _, _, _, T, _ in _DISTILL_INPUTS])
+        s, t, y, T, alpha = _DISTILL_INPUTS[i]
+        shown = f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}"
+        if found:
+            mistakes = [_fill(m, T, s.shape[0], s.shape[1]) for m in found[0].mistakes]
+            message = (f"{name}: {mistakes[0]}" if len(mistakes) == 1 else
+                       "\n".join([f"{name} has {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes]))
+            message += f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
+        else:
+            message = _generic(name, shown, expected[i], outputs[i])
+        raise AssertionError(message)
+    s, t, y, T, alpha = _DISTILL_INPUTS[0]
+    _check_gradient(name, fn, (s, t, y, T, alpha), f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}")
+    print(f"✓ {name} matches the reference on {len(_DISTILL_INPUTS)} test cases "
+          "(alpha = 0 to 1, T = 1 to 10, two batches) and passes gradients to the student.")
