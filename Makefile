@@ -53,7 +53,7 @@ results: venv
 # unless KDCOURSE_REQUIRE_BROWSER=1. Screenshots go to tests/browser/artifacts/.
 test-browser: venv
 	$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -e '.[browser]'
-	$(BIN)/python -m pytest tests/browser -v -rs
+	$(BIN)/python -m pytest tests/browser -v -rs --durations=5
 
 clean:
 	rm -rf .pytest_cache .hypothesis build dist *.egg-info
