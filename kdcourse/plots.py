@@ -21,6 +21,7 @@ __all__ = [
     "mean_std_bars",
     "soft_target_grid",
     "gain_vs_size",
+    "matrix_row",
 ]
 
 
@@ -239,4 +240,30 @@ def gain_vs_size(series: Mapping[str, tuple[Sequence[float], Sequence[Sequence[f
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+def matrix_row(matrices: Sequence, titles: Sequence[str], suptitle: str = "", cmap: str = "magma",
+               boundaries: Sequence[int] = (), colorbar_label: str = ""):
+    """Several square matrices in one row, on one shared colour scale (e.g. |teacher - student|
+    relation matrices for several students). ``boundaries`` as in :func:`matrix_pair`."""
+    mats = [np.asarray(m, dtype=float) for m in matrices]
+    if len(mats) != len(titles):
+        raise ValueError(f"got {len(mats)} matrices but {len(titles)} titles")
+    vmin, vmax = min(m.min() for m in mats), max(m.max() for m in mats)
+    fig, axes = plt.subplots(1, len(mats), figsize=(3.3 * len(mats) + 1, 3.6), constrained_layout=True,
+                             squeeze=False)
+    for ax, m, title in zip(axes[0], mats, titles):
+        im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
+        for b in boundaries:
+            ax.axhline(b - 0.5, color="white", lw=0.5)
+            ax.axvline(b - 0.5, color="white", lw=0.5)
+        ax.set_title(title)
+        ax.set_xlabel("example")
+    axes[0, 0].set_ylabel("example")
+    bar = fig.colorbar(im, ax=axes[0], shrink=0.85)
+    if colorbar_label:
+        bar.set_label(colorbar_label)
+    if suptitle:
+        fig.suptitle(suptitle)
     return fig

@@ -1,0 +1,617 @@
+"""Checkers for the feature-distillation exercises of lesson 05 (FitNets hints, attention transfer).
+
+Each checker calls the learner's function on fixed inputs, compares it with the reference in
+:mod:`kdcourse.losses` / :mod:`kdcourse.distill`, and when the answer is wrong computes what each
+classic mistake would return on the same inputs, naming the one that reproduces every case.
+
+    >>> check_attention_map(attention_map)
+    ✓ attention_map matches the reference on 4 test cases (p = 1, 2, 3; 2 to 5 channels).
+
+The small helpers at the top are shared with :mod:`kdcourse.checks.relations`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import losses
+from ..distill import LossTerm
+from ..models import DigitsCNN, feature_extractor
+
+__all__ = [
+    "check_make_regressor",
+    "check_hint_loss",
+    "check_hint_term",
+    "check_attention_map",
+    "check_attention_transfer_loss",
+]
+
+RTOL, ATOL = 1e-4, 1e-6
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def _name(fn: Callable, default: str) -> str:
+    name = getattr(fn, "__name__", "")
+    return default if not name or name == "<lambda>" else name
+
+
+def _fmt(x) -> str:
+    """A short rendering of a tensor or number for messages."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dim() == 0:
+            return f"{float(x):.6g}"
+        if x.numel() > 8:
+            return f"a tensor of shape {tuple(x.shape)}"
+        return "[" + ", ".join(f"{float(v):.4g}" for v in x.flatten()) + "]"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return repr(x)
+
+
+def _randn(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _not_implemented(name: str, error: Exception) -> AssertionError:
+    return AssertionError(
+        f"{name} is not implemented yet ({error}). Replace the `raise NotImplementedError` line with "
+        "your code, run that cell again, then run this check."
+    )
+
+
+def _try(fn: Callable, args: tuple):
+    """``(output, None)`` or ``(None, exception)``; inputs are cloned so the originals stay intact."""
+    clones = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    try:
+        out = fn(*clones)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # reported to the learner by the caller
+        return None, error
+    for original, passed in zip(args, clones):
+        if isinstance(original, torch.Tensor) and not torch.equal(original, passed):
+            raise AssertionError(
+                f"{_name(fn, 'your function')} changed its input tensor in place (an in-place op such "
+                "as `x.pow_(2)`, `x /= n` or `x[...] = ...`). Compute new tensors instead: the caller's "
+                "features must stay as they were."
+            )
+    return out, None
+
+
+def _call(fn: Callable, name: str, args: tuple, shown: str):
+    """Call the learner's function; turn an exception into a message that shows it."""
+    try:
+        out, error = _try(fn, args)
+    except NotImplementedError as error:
+        raise _not_implemented(name, error) from None
+    if error is not None:
+        raise AssertionError(_error_text(name, shown, error)) from error
+    return out
+
+
+def _error_text(name: str, shown: str, error: Exception) -> str:
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    return (f"{name}({shown}) raised {type(error).__name__}: {error}\n"
+            f"  (line {where.lineno}: {where.line})")
+
+
+def _close(a, b) -> bool:
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return False
+    a, b = a.detach().double(), b.detach().double()
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL))
+
+
+def _tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | None = None,
+                   shape_hints: dict | None = None) -> torch.Tensor:
+    """Type check (and, if given, shape check) of a returned tensor, with hints for usual slips."""
+    if not isinstance(out, torch.Tensor):
+        hint = ""
+        if isinstance(out, (float, int)):
+            hint = " Did you call `.item()` or `float(...)`? Return the tensor, so gradients can flow."
+        elif out is None:
+            hint = " Did you forget the `return` statement?"
+        elif type(out).__module__.startswith("numpy"):
+            hint = " Use torch operations and return a torch.Tensor (gradients cannot flow through NumPy)."
+        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+    if expected_shape is not None and tuple(out.shape) != tuple(expected_shape):
+        hint = (shape_hints or {}).get(tuple(out.shape), "")
+        raise AssertionError(
+            f"{name}({shown}) returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}. {hint}".rstrip()
+        )
+    if not torch.isfinite(out).all():
+        raise AssertionError(f"{name}({shown}) returned NaN or infinite values: {_fmt(out)}.")
+    return out
+
+
+def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
+    """A loss must be one number (a 0-d tensor)."""
+    out = _tensor_output(name, shown, out)
+    if out.dim() != 0:
+        hint = ""
+        if out.numel() == batch:
+            hint = " It looks like one value per example: average over the batch as well (a single number)."
+        elif out.numel() == 1:
+            hint = " Return a 0-d tensor (e.g. `.mean()` or `.sum()`, or `.squeeze()`)."
+        raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; a loss is one number.{hint}")
+    return out
+
+
+@dataclass
+class _Variant:
+    """One hypothesis: its mistakes (empty = an accepted answer) and what it would return."""
+
+    mistakes: tuple[str, ...]
+    fn: Callable
+
+
+def _diagnose(outputs: Sequence, inputs: Sequence[tuple], variants: Sequence[_Variant]) -> list[_Variant]:
+    """The variants, fewest mistakes first, reproducing every output that is not ``None``."""
+    cases = [(o, a) for o, a in zip(outputs, inputs) if o is not None]
+    found: list[_Variant] = []
+    for variant in sorted(variants, key=lambda v: len(v.mistakes)):
+        if found and len(variant.mistakes) > len(found[0].mistakes):
+            break  # the simplest explanation wins
+        try:
+            if cases and all(_close(o, variant.fn(*a)) for o, a in cases):
+                found.append(variant)
+        except Exception:  # a hypothesis that cannot be computed on these inputs explains nothing
+            continue
+    return found
+
+
+def _explain(name: str, found: list[_Variant]) -> str | None:
+    if not found or not found[0].mistakes:
+        return None
+    mistakes = found[0].mistakes
+    if len(mistakes) == 1:
+        return f"{name}: {mistakes[0]}"
+    return "\n".join([f"{name} combines {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes])
+
+
+def _check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) -> None:
+    """The loss must reach ``wrt`` (the student's features) with a finite, non-zero gradient."""
+    if not loss.requires_grad:
+        raise AssertionError(
+            f"{name}: no gradient reaches {what}. Did you call `.detach()`, `.item()` or compute under "
+            "`torch.no_grad()`? The student learns only through this gradient."
+        )
+    (grad,) = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
+    if grad is None:
+        raise AssertionError(
+            f"{name}: no gradient reaches {what}. Did you `.detach()` it (or use it under `torch.no_grad()`)? "
+            "The student learns only through this gradient."
+        )
+    if not torch.isfinite(grad).all():
+        raise AssertionError(
+            f"{name}: the gradient with respect to {what} contains NaN. A square root or a division at "
+            "zero (e.g. the distance of an example to itself) has an infinite derivative: clamp before "
+            "`sqrt` (`d2.clamp_min(1e-12).sqrt()`) and normalise with `F.normalize`, which adds an eps."
+        )
+    if not grad.abs().sum() > 0:
+        raise AssertionError(f"{name}: the gradient with respect to {what} is zero: the loss must depend on it.")
+
+
+# ------------------------------------------------------------------ make_regressor
+
+_REGRESSOR_CASES = [
+    ((4, 8, 4, 4), (4, 32, 4, 4)),
+    ((4, 4, 8, 8), (4, 16, 8, 8)),
+    ((2, 16, 2, 2), (2, 64, 2, 2)),
+]
+
+
+def check_make_regressor(fn: Callable) -> None:
+    """Check ``fn(student_shape, teacher_shape)`` -> a trainable module mapping the student's
+    feature maps ``(N, C_s, H, W)`` onto the teacher's ``(N, C_t, H, W)`` (FitNets' regressor).
+    """
+    name = _name(fn, "make_regressor")
+    for s_shape, t_shape in _REGRESSOR_CASES:
+        shown = f"student_shape={s_shape}, teacher_shape={t_shape}"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            regressor = _call(fn, name, (torch.Size(s_shape), torch.Size(t_shape)), shown)
+        if isinstance(regressor, torch.Tensor):
+            raise AssertionError(
+                f"{name}({shown}) returned a tensor; return the layer itself (an nn.Module such as "
+                "nn.Conv2d(...)), which the loss then applies to the student's features."
+            )
+        if not isinstance(regressor, nn.Module):
+            raise AssertionError(
+                f"{name}({shown}) returned a {type(regressor).__name__}; return an nn.Module (e.g. a "
+                "1x1 nn.Conv2d) so that its parameters can be handed to the optimizer."
+            )
+        if not any(p.requires_grad for p in regressor.parameters()):
+            raise AssertionError(
+                f"{name}({shown}) returned {type(regressor).__name__}, which has no trainable parameters. "
+                "The regressor must LEARN how to map the student's channels onto the teacher's: use "
+                "nn.Conv2d(c_student, c_teacher, kernel_size=1)."
+            )
+        x = _randn(*s_shape, seed=1)
+        try:
+            out = regressor(x)
+        except Exception as error:
+            reversed_ok = False
+            try:
+                reversed_ok = tuple(regressor(_randn(*t_shape, seed=1)).shape) == s_shape
+            except Exception:
+                pass
+            if reversed_ok:
+                raise AssertionError(
+                    f"{name}({shown}): the regressor maps the TEACHER's {t_shape[1]} channels to the student's "
+                    f"{s_shape[1]}, the wrong way round. It is applied to the student's features: "
+                    "nn.Conv2d(c_student, c_teacher, 1), with c = shape[1]."
+                ) from None
+            raise AssertionError(
+                f"{name}({shown}): applying the regressor to a student feature map of shape {s_shape} "
+                f"raised {type(error).__name__}: {error}"
+            ) from None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != t_shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            hint = "compare it with the teacher's shape."
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] == t_shape[1]:
+                hint = ("the channels are right but the spatial size changed: use kernel_size=1 (or padding "
+                        "that keeps H x W), since hint layers are chosen with the same spatial size.")
+            elif isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] != t_shape[1]:
+                hint = f"it should output the teacher's channel count, {t_shape[1]} (teacher_shape[1])."
+            raise AssertionError(
+                f"{name}({shown}): the regressor turns a student feature map {s_shape} into {got}, expected "
+                f"the teacher's {t_shape}: {hint}"
+            )
+    # different spatial sizes: the skeleton's ValueError must survive
+    try:
+        fn(torch.Size((4, 8, 8, 8)), torch.Size((4, 32, 4, 4)))
+    except ValueError:
+        pass
+    except NotImplementedError as error:
+        raise _not_implemented(name, error) from None
+    except Exception as error:
+        raise AssertionError(
+            f"{name}(student 8x8, teacher 4x4) raised {type(error).__name__}; raise a ValueError that says "
+            "the layers must share their spatial size."
+        ) from None
+    else:
+        raise AssertionError(
+            f"{name}(student_shape=(4, 8, 8, 8), teacher_shape=(4, 32, 4, 4)) returned a regressor, but a "
+            "1x1 convolution cannot turn 8x8 maps into 4x4 ones: raise a ValueError asking for layers with "
+            "the same spatial size (keep the check at the top of the function)."
+        )
+    print(f"✓ {name} maps the student's channels onto the teacher's in {len(_REGRESSOR_CASES)} test cases, "
+          "and rejects layers of different spatial sizes.")
+
+
+# ------------------------------------------------------------------ hint_loss
+
+
+def _conv(c_in: int, c_out: int, seed: int) -> nn.Conv2d:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Conv2d(c_in, c_out, 1, bias=False)
+
+
+# (student feature, teacher feature, regressor). The last case has as many student as teacher
+# channels, so "regressor on the teacher" or "no regressor" compute something we can recognise.
+_HINT_INPUTS = [
+    (_randn(4, 3, 4, 4, seed=10), _randn(4, 6, 4, 4, seed=11), _conv(3, 6, seed=12)),
+    (_randn(2, 4, 2, 2, seed=13), _randn(2, 8, 2, 2, seed=14), _conv(4, 8, seed=15)),
+    (_randn(3, 5, 2, 2, seed=16), _randn(3, 5, 2, 2, seed=17), _conv(5, 5, seed=18)),
+]
+
+
+def _hint_variants() -> list[_Variant]:
+    def sq(s, t, r):
+        return (r(s) - t).pow(2)
+
+    return [
+        _Variant((), lambda s, t, r: F.mse_loss(r(s), t)),
+        _Variant(("it sums the squared errors; average them over all elements (F.mse_loss), so that one "
+                  "weight suits layers of any size (the paper's 1/2 goes into the weight too).",),
+                 lambda s, t, r: sq(s, t, r).sum()),
+        _Variant(("it sums over channels and positions and averages over the batch only (the paper's "
+                  "per-example norm); this course averages over all elements (F.mse_loss), so that one "
+                  "weight suits layers of any size.",),
+                 lambda s, t, r: sq(s, t, r).sum() / s.shape[0]),
+        _Variant(("it multiplies by the paper's 1/2; in this course that constant is folded into the term's "
+                  "weight: return F.mse_loss(regressor(student_feature), teacher_feature).",),
+                 lambda s, t, r: 0.5 * F.mse_loss(r(s), t)),
+        _Variant(("it returns the norm of the difference, not its square: use the mean SQUARED error.",),
+                 lambda s, t, r: (r(s) - t).norm()),
+        _Variant(("it uses the mean absolute error (L1); FitNets uses the squared error (F.mse_loss).",),
+                 lambda s, t, r: F.l1_loss(r(s), t)),
+        _Variant(("the arguments are reversed: the regressor is applied to the TEACHER's features. It maps the "
+                  "student's features to the teacher's shape: mse(regressor(student_feature), teacher_feature).",),
+                 lambda s, t, r: F.mse_loss(r(t), s)),
+        _Variant(("the regressor is never applied: the student's features are compared with the teacher's "
+                  "directly, which fails whenever their channel counts differ. Use regressor(student_feature).",),
+                 lambda s, t, r: F.mse_loss(s, t)),
+        _Variant(("the regressor is applied to both features; apply it to the student's only.",),
+                 lambda s, t, r: F.mse_loss(r(s), r(t))),
+    ]
+
+
+def check_hint_loss(fn: Callable) -> None:
+    """Check ``fn(student_feature, teacher_feature, regressor)`` against
+    :func:`kdcourse.losses.hint_loss`: the mean squared error between ``regressor(student_feature)``
+    and ``teacher_feature``, with the gradient reaching the student's features and the regressor.
+    """
+    name = _name(fn, "hint_loss")
+    outputs, errors = [], []
+    for s, t, r in _HINT_INPUTS:
+        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}, regressor {r}"
+        try:
+            out, error = _try(fn, (s, t, r))
+        except NotImplementedError as e:
+            raise _not_implemented(name, e) from None
+        if error is None:
+            out = _scalar_output(name, shown, out, s.shape[0])
+        outputs.append(out)
+        errors.append((shown, error))
+    expected = [losses.hint_loss(s, t, r).detach() for s, t, r in _HINT_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        s, t, r = _HINT_INPUTS[0]
+        s = s.clone().requires_grad_(True)
+        r.zero_grad(set_to_none=True)
+        loss = fn(s, t, r)
+        _check_gradient(name, loss, s, "the student's features")
+        grads = torch.autograd.grad(loss, list(r.parameters()), allow_unused=True)
+        if any(g is None or not g.abs().sum() > 0 for g in grads):
+            raise AssertionError(f"{name}: no gradient reaches the regressor's weights: apply the regressor "
+                                 "inside the loss, without torch.no_grad(), so that it is trained too.")
+        print(f"✓ {name} matches the reference on {len(_HINT_INPUTS)} test cases, and the gradient reaches "
+              "both the student's features and the regressor.")
+        return
+    message = _explain(name, _diagnose(outputs, _HINT_INPUTS, _hint_variants()))
+    failed = [(shown, e) for shown, e in errors if e is not None]
+    if message is None and failed:
+        shown, error = failed[0]
+        message = _error_text(name, shown, error)
+        if isinstance(error, RuntimeError) and ("channels" in str(error) or "size of tensor" in str(error)):
+            message += ("\nThe shapes do not line up: the regressor takes the STUDENT's channels and outputs "
+                        "the teacher's, so apply it to student_feature, then compare with teacher_feature.")
+    elif message is None:
+        for out, e, (s, t, r) in zip(outputs, expected, _HINT_INPUTS):
+            if not _close(out, e):
+                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
+                           f"expected {_fmt(e)}. No classic mistake explains this; compare your code with "
+                           "F.mse_loss(regressor(student_feature), teacher_feature).")
+                break
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ hint_term
+
+
+def check_hint_term(fn: Callable) -> None:
+    """Check ``fn(weight, student, teacher, feature, sample_input)`` -> a :class:`LossTerm` whose
+    ``fn`` is the hint loss through a regressor that the optimizer will train (``module``).
+    """
+    name = _name(fn, "hint_term")
+    feature, weight = "layer2", 2.5
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        student, teacher = DigitsCNN(4), DigitsCNN(8)
+        teacher.eval().requires_grad_(False)
+        x = _randn(6, 1, 8, 8, seed=20)
+        y = torch.tensor([0, 1, 2, 3, 4, 5])
+        shown = f"weight={weight}, DigitsCNN(4), DigitsCNN(8), feature={feature!r}, sample_input of shape (2, 1, 8, 8)"
+        term = _call(fn, name, (weight, student, teacher, feature, x[:2]), shown)
+        if not isinstance(term, LossTerm):
+            raise AssertionError(
+                f"{name}({shown}) returned a {type(term).__name__}; return a LossTerm(name, weight, fn, "
+                "features=(feature,), module=regressor)."
+            )
+        if term.weight != weight:
+            raise AssertionError(
+                f"{name}: the term's weight is {term.weight!r}, expected the weight passed in ({weight}). "
+                "train() multiplies fn's value by term.weight: pass it through, don't hard-code it."
+            )
+        if feature not in term.features:
+            raise AssertionError(
+                f"{name}: the term's features are {term.features!r}; name the hint layer, features=({feature!r},), "
+                "so that train() pulls that layer from both networks with the feature extractor."
+            )
+        if term.module is None:
+            raise AssertionError(
+                f"{name}: the regressor's parameters are left out of the optimizer. train() optimises the "
+                "student's parameters and each term's `module`; without module=regressor the regressor "
+                "stays at its random initialisation and the student chases a random projection of the "
+                "teacher. Pass module=regressor to the LossTerm."
+            )
+        params = [p for p in term.module.parameters() if p.requires_grad]
+        if not params:
+            raise AssertionError(f"{name}: term.module has no trainable parameters; it should be the regressor.")
+        with torch.no_grad():
+            t_out = dict(feature_extractor(teacher, [feature])(x))
+        s_out = dict(feature_extractor(student, [feature])(x))
+        value = _call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets")
+        value = _scalar_output(f"{name}(...).fn", "student_out, teacher_out, targets", value, len(x))
+        expected = losses.hint_loss(s_out[feature], t_out[feature], term.module)
+        if not _close(value, expected):
+            if _close(value, weight * expected):
+                raise AssertionError(
+                    f"{name}: fn returns weight x the hint loss; train() multiplies by term.weight already, so "
+                    "the weight would count twice. Return the plain hint loss from fn."
+                )
+            raise AssertionError(
+                f"{name}: fn returned {_fmt(value)}, but hint_loss(student_out[{feature!r}], "
+                f"teacher_out[{feature!r}], term.module) is {_fmt(expected)}. Does fn use the same regressor "
+                "that you pass as module? Build ONE regressor and use it in both places."
+            )
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+        if any(g is None or not g.abs().sum() > 0 for g in grads):
+            raise AssertionError(
+                f"{name}: fn's value does not depend on term.module's parameters: the regressor handed to "
+                "the optimizer is not the one used in the loss. Build ONE regressor, use it in fn and pass it "
+                "as module."
+            )
+    print(f"✓ {name} builds a hint term on {feature!r} whose regressor is trained with the student.")
+
+
+# ------------------------------------------------------------------ attention_map
+
+# (feature, p): feature maps with negative values, so |A|^p and A^p differ for odd p.
+_AT_MAP_INPUTS = [
+    (_randn(3, 5, 4, 4, seed=30), 2.0),
+    (_randn(2, 3, 3, 3, seed=31), 1.0),
+    (_randn(3, 5, 4, 4, seed=30), 3.0),
+    (_randn(4, 2, 2, 2, seed=32), 2.0),
+]
+
+
+def _q(a: torch.Tensor, p: float, reduce: str = "mean", absolute: bool = True) -> torch.Tensor:
+    a = a.abs() if absolute else a
+    q = a.pow(p)
+    return (q.mean(1) if reduce == "mean" else q.sum(1)).flatten(1)
+
+
+def _attention_variants() -> list[_Variant]:
+    norm = lambda q: F.normalize(q, dim=1)  # noqa: E731
+    not_normalised = ("the map is not normalised: divide each example's map by its L2 norm "
+                      "(F.normalize(q, dim=1)). Without it the map's scale depends on the network's width and "
+                      "activations, and teacher and student maps cannot be compared.")
+    no_abs = "it raises A to the power p without the absolute value: use feature.abs().pow(p) (|A|^p)."
+    return [
+        _Variant((), lambda a, p: norm(_q(a, p))),
+        _Variant(("it ignores p and always squares: use feature.abs().pow(p).",), lambda a, p: norm(_q(a, 2))),
+        _Variant((no_abs,), lambda a, p: norm(_q(a, p, absolute=False))),
+        _Variant((not_normalised,), lambda a, p: _q(a, p)),
+        _Variant((not_normalised,), lambda a, p: _q(a, p, "sum")),
+        _Variant(("it normalises with the L1 norm (the sum); attention transfer uses the L2 norm: "
+                  "F.normalize(q, p=2, dim=1).",),
+                 lambda a, p: F.normalize(_q(a, p), p=1, dim=1)),
+        _Variant(("it normalises over the whole batch at once: normalise each example's map separately "
+                  "(F.normalize(q, dim=1) on the (N, H*W) maps).",),
+                 lambda a, p: _q(a, p) / _q(a, p).norm()),
+        _Variant(("it normalises over the batch (dim=0): normalise each example's map, over its H*W "
+                  "positions (dim=1).",),
+                 lambda a, p: F.normalize(_q(a, p), dim=0)),
+        _Variant(("it uses a softmax; attention transfer divides by the L2 norm: F.normalize(q, dim=1).",),
+                 lambda a, p: torch.softmax(_q(a, p), dim=1)),
+        _Variant(("it divides by the maximum; attention transfer divides by the L2 norm: F.normalize(q, dim=1).",),
+                 lambda a, p: _q(a, p) / _q(a, p).amax(1, keepdim=True)),
+        _Variant((not_normalised, no_abs), lambda a, p: _q(a, p, absolute=False)),
+    ]
+
+
+def check_attention_map(fn: Callable) -> None:
+    """Check ``fn(feature, p)`` -> ``(N, H*W)`` maps :math:`\\mathrm{vec}(\\sum_c |A_c|^p)`, each
+    with unit L2 norm, against :func:`kdcourse.losses.attention_map`.
+    """
+    name = _name(fn, "attention_map")
+    outputs = []
+    for a, p in _AT_MAP_INPUTS:
+        n, c, h, w = a.shape
+        shown = f"feature of shape {tuple(a.shape)}, p={p:g}"
+        out = _call(fn, name, (a, p), shown)
+        hints = {
+            (n, h, w): "Flatten the positions: the map of one example is a vector of H*W values (q.flatten(1)), "
+                       "normalised as a whole.",
+            (n, c): "It reduced over the positions; reduce over the CHANNELS (dim=1) and keep one value per "
+                    "position.",
+            (n, c, h * w): "Reduce over the channels (dim=1): one value per position.",
+            (h * w,): "Keep the batch dimension: one map per example, shape (N, H*W).",
+        }
+        outputs.append(_tensor_output(name, shown, out, (n, h * w), hints))
+    expected = [losses.attention_map(a, p) for a, p in _AT_MAP_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        print(f"✓ {name} matches the reference on {len(_AT_MAP_INPUTS)} test cases (p = 1, 2, 3; 2 to 5 channels).")
+        return
+    message = _explain(name, _diagnose(outputs, _AT_MAP_INPUTS, _attention_variants()))
+    if message is None:
+        for out, e, (a, p) in zip(outputs, expected, _AT_MAP_INPUTS):
+            if not _close(out, e):
+                norms = out.detach().norm(dim=1)
+                extra = "" if torch.allclose(norms, torch.ones_like(norms), atol=1e-4) else \
+                    f" Its rows have L2 norms {_fmt(norms)}, not 1."
+                message = (f"{name}(feature of shape {tuple(a.shape)}, p={p:g}) returned first row "
+                           f"{_fmt(out[0])}, expected {_fmt(e[0])}.{extra} No classic mistake explains this; "
+                           "compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2.")
+                break
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ attention_transfer_loss
+
+# (student feature, teacher feature, p): different widths, the same spatial size.
+_AT_LOSS_INPUTS = [
+    (_randn(4, 3, 4, 4, seed=40), _randn(4, 8, 4, 4, seed=41) * 3.0, 2.0),
+    (_randn(3, 2, 2, 2, seed=42) * 0.2, _randn(3, 5, 2, 2, seed=43), 2.0),
+    (_randn(2, 4, 3, 3, seed=44), _randn(2, 6, 3, 3, seed=45), 1.0),
+]
+
+
+def _at_loss_variants() -> list[_Variant]:
+    am = losses.attention_map
+
+    def diff(s, t, p):
+        return am(s, p) - am(t, p)
+
+    not_normalised = ("the attention maps are compared without normalising them (divide each by its L2 norm, "
+                      "as attention_map does): the raw maps' scales depend on each network's width and "
+                      "activations, so the loss would push the student's scale instead of its spatial pattern.")
+    return [
+        _Variant((), lambda s, t, p: diff(s, t, p).pow(2).mean()),
+        _Variant(("it sums over the batch and the positions; average instead (.pow(2).mean()), as in the "
+                  "authors' code: the paper's weight beta = 1000 assumes the mean.",),
+                 lambda s, t, p: diff(s, t, p).pow(2).sum()),
+        _Variant(("it sums over the positions and averages over the batch; this course (like the authors' "
+                  "code) averages over the positions too: diff.pow(2).mean().",),
+                 lambda s, t, p: diff(s, t, p).pow(2).sum(1).mean()),
+        _Variant(("it takes each example's norm of the difference, not its square (eq. 2 written literally); "
+                  "the authors' code and this course use the squared difference, averaged: diff.pow(2).mean().",),
+                 lambda s, t, p: diff(s, t, p).norm(dim=1).mean()),
+        _Variant(("it uses the absolute difference (L1); use the squared difference: diff.pow(2).mean().",),
+                 lambda s, t, p: diff(s, t, p).abs().mean()),
+        _Variant((not_normalised,), lambda s, t, p: (_q(s, p) - _q(t, p)).pow(2).mean()),
+        _Variant((not_normalised,), lambda s, t, p: (_q(s, p, "sum") - _q(t, p, "sum")).pow(2).mean()),
+        _Variant(("it ignores p: pass p on to attention_map(feature, p).",),
+                 lambda s, t, p: (am(s, 2.0) - am(t, 2.0)).pow(2).mean()),
+        _Variant((not_normalised, "it ignores p: use feature.abs().pow(p)."),
+                 lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
+    ]
+
+
+def check_attention_transfer_loss(fn: Callable) -> None:
+    """Check ``fn(student_feature, teacher_feature, p)`` against
+    :func:`kdcourse.losses.attention_transfer_loss` (teacher and student of different widths).
+    """
+    name = _name(fn, "attention_transfer_loss")
+    outputs = []
+    for s, t, p in _AT_LOSS_INPUTS:
+        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}"
+        try:
+            out = _call(fn, name, (s, t, p), shown)
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}\nTeacher and student have different channel counts ({s.shape[1]} vs {t.shape[1]}): "
+                "compare their attention MAPS, attention_map(student_feature, p) and "
+                "attention_map(teacher_feature, p), which have one value per position whatever the width."
+            ) from None
+        outputs.append(_scalar_output(name, shown, out, s.shape[0]))
+    expected = [losses.attention_transfer_loss(s, t, p) for s, t, p in _AT_LOSS_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        s, t, p = _AT_LOSS_INPUTS[0]
+        s = s.clone().requires_grad_(True)
+        _check_gradient(name, fn(s, t, p), s, "the student's features")
+        print(f"✓ {name} matches the reference on {len(_AT_LOSS_INPUTS)} test cases (different widths, p = 1 and 2).")
+        return
+    message = _explain(name, _diagnose(outputs, _AT_LOSS_INPUTS, _at_loss_variants()))
+    if message is None:
+        for out, e, (s, t, p) in zip(outputs, expected, _AT_LOSS_INPUTS):
+            if not _close(out, e):
+                ratio = f" (ratio expected / got = {float(e) / float(out):.4g})" if float(out) != 0 else ""
+                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}) returned "
+                           f"{_fmt(out)}, expected {_fmt(e)}{ratio}. No classic mistake explains this; compare "
+                           "with (attention_map(s, p) - attention_map(t, p)).pow(2).mean(). If your check of "
+                           "attention_map passed, call that function here.")
+                break
+    raise AssertionError(message)

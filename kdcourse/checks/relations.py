@@ -1,0 +1,474 @@
+"""Checkers for the relation-distillation exercises of lesson 06 (RKD distance and angle, SP).
+
+Same approach as :mod:`kdcourse.checks.features`: fixed inputs, the reference from
+:mod:`kdcourse.losses`, and when the answer is wrong, the classic mistake that reproduces it.
+
+    >>> check_similarity_matrix(similarity_matrix)
+    ✓ similarity_matrix matches the reference on 3 test cases (flat and 4-D features).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from .features import (
+    _call,
+    _check_gradient,
+    _close,
+    _diagnose,
+    _explain,
+    _fmt,
+    _name,
+    _randn,
+    _scalar_output,
+    _tensor_output,
+    _Variant,
+)
+
+__all__ = [
+    "check_rkd_distance_loss",
+    "check_rkd_angles",
+    "check_rkd_angle_loss",
+    "check_similarity_matrix",
+    "check_similarity_preserving_loss",
+]
+
+
+def _ratio(expected: torch.Tensor, got: torch.Tensor) -> str:
+    return f" (ratio expected / got = {float(expected) / float(got):.4g})" if float(got) != 0 else ""
+
+
+def _scale_invariance(name: str, fn: Callable, s: torch.Tensor, t: torch.Tensor, what: str) -> None:
+    """A relation loss must not change when either embedding is scaled."""
+    base = fn(s.clone(), t.clone())
+    for label, args in (("the student's", (10.0 * s, t)), ("the teacher's", (s, 0.1 * t))):
+        if not _close(fn(*args), base):
+            raise AssertionError(
+                f"{name} changes when {label} embedding is multiplied by a constant ({_fmt(base)} -> "
+                f"{_fmt(fn(*args))}). {what}"
+            )
+
+
+# ------------------------------------------------------------------ inputs
+
+# (student, teacher) embeddings of different widths. In the second case the teacher has an outlier,
+# so some normalised distances differ by more than 1 and the Huber loss is in its linear part
+# (there it differs from the squared error by more than a constant factor).
+_OUTLIER = _randn(6, 4, seed=51)
+_OUTLIER[0] += 6.0
+_RKD_INPUTS = [
+    (_randn(5, 3, seed=50), _randn(5, 6, seed=52)),
+    (_randn(6, 2, seed=53), _OUTLIER),
+    (_randn(4, 5, seed=54) * 20.0, _randn(4, 3, seed=55) * 0.1),
+]
+
+
+# ------------------------------------------------------------------ RKD distance
+
+
+def _distances(e: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(e, e)
+
+
+def _off(n: int) -> torch.Tensor:
+    return ~torch.eye(n, dtype=torch.bool)
+
+
+def _rkd_distance_variant(norm: str, crit: str, red: str) -> Callable:
+    def fn(s, t):
+        n = len(s)
+        d_s, d_t = _distances(s), _distances(t)
+        if norm == "squared":
+            d_s, d_t = d_s.pow(2), d_t.pow(2)
+        if norm in ("mean", "squared"):
+            d_s, d_t = d_s / d_s[_off(n)].mean(), d_t / d_t[_off(n)].mean()
+        elif norm == "diag":
+            d_s, d_t = d_s / d_s.mean(), d_t / d_t.mean()
+        elif norm == "teacher":
+            d_s, d_t = d_s / d_t[_off(n)].mean(), d_t / d_t[_off(n)].mean()
+        elif norm == "student":
+            d_s, d_t = d_s / d_s[_off(n)].mean(), d_t / d_s[_off(n)].mean()
+        loss = {"huber": F.smooth_l1_loss, "mse": F.mse_loss, "l1": F.l1_loss}[crit]
+        if red == "sum":
+            return loss(d_s, d_t, reduction="sum")
+        if red == "full":
+            return loss(d_s, d_t)
+        return loss(d_s[_off(n)], d_t[_off(n)])
+    return fn
+
+
+_RKD_NORM = {
+    "mean": None,
+    "none": "the distances are not normalised by their mean: divide each network's distances by its own mean "
+            "distance over the pairs i != j (psi_D = ||t_i - t_j|| / mu). Without it the loss depends on the "
+            "embeddings' scales, which differ between teacher and student.",
+    "diag": "the mean distance includes the zeros of the diagonal (each example's distance to itself): "
+            "average over the pairs i != j only, e.g. d[d > 0].mean() or with an off-diagonal mask.",
+    "teacher": "the student's distances are divided by the TEACHER's mean distance: normalise each network "
+               "by its own mean, so that only the relative distances are compared.",
+    "student": "the teacher's distances are divided by the STUDENT's mean distance: normalise each network "
+               "by its own mean, so that only the relative distances are compared.",
+    "squared": "it compares SQUARED distances; RKD uses the Euclidean distances ||t_i - t_j||_2 (take the "
+               "square root, e.g. torch.cdist).",
+}
+_RKD_CRIT = {
+    "huber": None,
+    "mse": "it uses the squared error; RKD uses the Huber loss (F.smooth_l1_loss), which is less sensitive "
+           "to a few pairs that disagree a lot.",
+    "l1": "it uses the absolute error; RKD uses the Huber loss (F.smooth_l1_loss).",
+}
+_RKD_RED = {
+    "offdiag": None,
+    "full": None,  # the authors' code averages over all N^2 entries; accepted
+    "sum": "it sums over the pairs; average instead (the default reduction of F.smooth_l1_loss), so that the "
+           "loss does not grow with the batch size.",
+}
+
+
+def _rkd_distance_variants() -> list[_Variant]:
+    variants = []
+    for norm, m1 in _RKD_NORM.items():
+        for crit, m2 in _RKD_CRIT.items():
+            for red, m3 in _RKD_RED.items():
+                mistakes = tuple(m for m in (m1, m2, m3) if m)
+                variants.append(_Variant(mistakes, _rkd_distance_variant(norm, crit, red)))
+    return variants
+
+
+def check_rkd_distance_loss(fn: Callable) -> None:
+    """Check ``fn(student_embedding, teacher_embedding)`` against
+    :func:`kdcourse.losses.rkd_distance_loss` (the Huber loss between mean-normalised pairwise
+    distances). Averaging over all ``N^2`` entries, the diagonal included, as the authors' code
+    does, is accepted too.
+    """
+    name = _name(fn, "rkd_distance_loss")
+    outputs = []
+    for s, t in _RKD_INPUTS:
+        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
+        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
+    accepted = [_rkd_distance_variant("mean", "huber", red) for red in ("offdiag", "full")]
+    if any(all(_close(o, v(s, t)) for o, (s, t) in zip(outputs, _RKD_INPUTS)) for v in accepted):
+        s, t = _RKD_INPUTS[0]
+        s = s.clone().requires_grad_(True)
+        _check_gradient(name, fn(s, t), s, "the student's embedding")
+        print(f"✓ {name} matches the reference on {len(_RKD_INPUTS)} test cases (different widths and "
+              "scales, a teacher with an outlier), and its gradient is finite.")
+        return
+    message = _explain(name, _diagnose(outputs, _RKD_INPUTS, _rkd_distance_variants()))
+    if message is None:
+        for out, (s, t) in zip(outputs, _RKD_INPUTS):
+            e = losses.rkd_distance_loss(s, t)
+            if not _close(out, e):
+                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
+                           f"expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
+                           "with smooth_l1(d_s / mean(d_s), d_t / mean(d_t)) over the pairs i != j.")
+                break
+        try:
+            _scale_invariance(name, fn, *_RKD_INPUTS[0], "Normalise each network's distances by their mean.")
+        except AssertionError as error:
+            message += f"\n{error}"
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ RKD angles
+
+_ANGLE_INPUTS = [
+    (_randn(5, 3, seed=60),),
+    (_randn(4, 2, seed=61) * 5.0,),
+    (_randn(6, 8, seed=62),),
+]
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return F.normalize(v, p=2, dim=-1)
+
+
+def _reference_angles(e: torch.Tensor) -> torch.Tensor:
+    """A[i, j, k] = cos of the angle at t_j between t_i and t_k (RKD eq. 6)."""
+    diff = e[:, None, :] - e[None, :, :]  # diff[i, j] = t_i - t_j
+    u = _unit(diff)
+    return torch.einsum("ijd,kjd->ijk", u, u)
+
+
+_VERTEX_NOTE = ("(Summed over all triplets the loss would not notice, since every angle appears at some "
+                "index; but psi_A(t_i, t_j, t_k) puts the vertex at the middle point, and the tensor should "
+                "mean what the paper says.)")
+
+
+def _angle_variants() -> list[_Variant]:
+    def at_i(e):  # vertex i: <t_j - t_i, t_k - t_i>
+        u = _unit(e[None, :, :] - e[:, None, :])  # u[i, j] = unit(t_j - t_i)
+        return torch.einsum("ijd,ikd->ijk", u, u)
+
+    def at_k(e):  # vertex k: <t_i - t_k, t_j - t_k>
+        u = _unit(e[:, None, :] - e[None, :, :])  # u[i, k] = unit(t_i - t_k)
+        return torch.einsum("ikd,jkd->ijk", u, u)
+
+    return [
+        _Variant((), _reference_angles),
+        _Variant(("it computes the angle at t_i, the first point; the vertex is the middle point t_j: "
+                  f"A[i, j, k] = <e_ij, e_kj> with e_ij = (t_i - t_j) / ||t_i - t_j||. {_VERTEX_NOTE}",), at_i),
+        _Variant(("it computes the angle at t_k, the last point; the vertex is the middle point t_j: "
+                  f"A[i, j, k] = <e_ij, e_kj> with e_ij = (t_i - t_j) / ||t_i - t_j||. {_VERTEX_NOTE}",), at_k),
+        _Variant(("one of the two vectors points the wrong way (the result is minus the cosine): both must "
+                  "start at the vertex t_j, e_ij = t_i - t_j and e_kj = t_k - t_j, before normalising.",),
+                 lambda e: -_reference_angles(e)),
+        _Variant(("the difference vectors are not normalised, so it returns dot products, not cosines: divide "
+                  "each t_i - t_j by its norm (F.normalize(diff, dim=-1)). Cosines do not change when the "
+                  "embedding is scaled; dot products do.",), _raw_angles),
+        _Variant(("it returns the angles themselves (acos of the cosine); RKD compares the cosines "
+                  "<e_ij, e_kj> directly.",),
+                 lambda e: torch.acos(_reference_angles(e).clamp(-1, 1))),
+    ]
+
+
+def check_rkd_angles(fn: Callable) -> None:
+    """Check ``fn(embedding)`` -> ``(N, N, N)`` cosines ``A[i, j, k] = <e_ij, e_kj>`` of the angle
+    at the vertex ``t_j`` (RKD eq. 6), with ``e_ij`` the unit vector from ``t_j`` to ``t_i``.
+    Entries where two points coincide (``i == j`` or ``k == j``) are not checked, but must be finite.
+    """
+    name = _name(fn, "rkd_angles")
+    outputs, inputs = [], []
+    for (e,) in _ANGLE_INPUTS:
+        n = len(e)
+        shown = f"embedding of shape {tuple(e.shape)}"
+        out = _call(fn, name, (e,), shown)
+        if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, n, n) and not torch.isfinite(out).all():
+            raise AssertionError(
+                f"{name}({shown}) returned NaN where two points coincide (i == j or k == j): t_i - t_j is the "
+                "zero vector there and dividing it by its norm is 0 / 0. Use F.normalize(diff, dim=-1), "
+                "which adds a small eps (those entries are then 0)."
+            )
+        out = _tensor_output(name, shown, out, (n, n, n), {
+            (n, n): "One value per TRIPLET (i, j, k): the result is (N, N, N).",
+        })
+        off = ~torch.eye(n, dtype=torch.bool)
+        valid = off[:, :, None] & off[None, :, :]  # valid[i, j, k]: i != j and j != k
+        outputs.append(out.detach().where(valid, torch.zeros(())))
+        inputs.append((e, valid))
+    variants = [_Variant(v.mistakes, (lambda f: lambda e, valid: f(e).where(valid, torch.zeros(())))(v.fn))
+                for v in _angle_variants()]
+    if all(_close(o, variants[0].fn(*a)) for o, a in zip(outputs, inputs)):
+        print(f"✓ {name} matches the reference on {len(_ANGLE_INPUTS)} test cases (the vertex is the middle point).")
+        return
+    message = _explain(name, _diagnose(outputs, inputs, variants))
+    if message is None:
+        message = (f"{name} does not match the reference: for the points t_0, t_1, t_2 of "
+                   f"{_fmt(_ANGLE_INPUTS[0][0][:3])}, A[0, 1, 2] should be {_fmt(_reference_angles(_ANGLE_INPUTS[0][0])[0, 1, 2])} "
+                   f"(the cosine of the angle at t_1), got {_fmt(outputs[0][0, 1, 2])}. No classic mistake "
+                   "explains this; compare with A[i, j, k] = <e_ij, e_kj>, e_ij = (t_i - t_j) / ||t_i - t_j||.")
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ RKD angle loss
+
+
+def _raw_angles(e: torch.Tensor) -> torch.Tensor:
+    diff = e[:, None, :] - e[None, :, :]
+    return torch.einsum("ijd,kjd->ijk", diff, diff)
+
+
+def _rkd_angle_variants() -> list[_Variant]:
+    a = _reference_angles
+    return [
+        _Variant((), lambda s, t: F.smooth_l1_loss(a(s), a(t))),
+        _Variant((_RKD_CRIT["mse"],), lambda s, t: F.mse_loss(a(s), a(t))),
+        _Variant((_RKD_CRIT["l1"],), lambda s, t: F.l1_loss(a(s), a(t))),
+        _Variant(("it sums over the triplets; average instead (F.smooth_l1_loss's default), so that the loss "
+                  "does not grow like N^3 with the batch size.",),
+                 lambda s, t: F.smooth_l1_loss(a(s), a(t), reduction="sum")),
+        _Variant(("the difference vectors are not normalised, so it compares dot products, not cosines, and "
+                  "the loss depends on the embeddings' scales: divide each t_i - t_j by its norm "
+                  "(F.normalize(diff, dim=-1)) in rkd_angles.",),
+                 lambda s, t: F.smooth_l1_loss(_raw_angles(s), _raw_angles(t))),
+        _Variant(("it compares each embedding's angles with themselves or with the wrong network: compare "
+                  "rkd_angles(student_embedding) with rkd_angles(teacher_embedding).",),
+                 lambda s, t: torch.zeros(())),
+    ]
+
+
+def check_rkd_angle_loss(fn: Callable) -> None:
+    """Check ``fn(student_embedding, teacher_embedding)`` against :func:`kdcourse.losses.rkd_angle_loss`
+    (the Huber loss between the two ``(N, N, N)`` tensors of angle cosines, averaged)."""
+    name = _name(fn, "rkd_angle_loss")
+    outputs = []
+    for s, t in _RKD_INPUTS:
+        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
+        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
+    expected = [losses.rkd_angle_loss(s, t) for s, t in _RKD_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        s, t = _RKD_INPUTS[0]
+        s = s.clone().requires_grad_(True)
+        _check_gradient(name, fn(s, t), s, "the student's embedding")
+        print(f"✓ {name} matches the reference on {len(_RKD_INPUTS)} test cases, and its gradient is finite.")
+        return
+    message = _explain(name, _diagnose(outputs, _RKD_INPUTS, _rkd_angle_variants()))
+    if message is None:
+        for out, e, (s, t) in zip(outputs, expected, _RKD_INPUTS):
+            if not _close(out, e):
+                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
+                           f"expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
+                           "with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check of "
+                           "rkd_angles passed, call that function here.")
+                break
+        try:
+            _scale_invariance(name, fn, *_RKD_INPUTS[0], "Angles between unit vectors do not depend on scale: "
+                              "normalise the difference vectors.")
+        except AssertionError as error:
+            message += f"\n{error}"
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ similarity matrix
+
+_SIM_INPUTS = [
+    (_randn(4, 6, seed=70),),
+    (torch.relu(_randn(5, 3, 2, 2, seed=71)),),
+    (_randn(3, 2, seed=72) * 4.0,),
+]
+
+
+def _gram(f: torch.Tensor) -> torch.Tensor:
+    q = f.flatten(1)
+    return q @ q.t()
+
+
+def _sim_variants() -> list[_Variant]:
+    return [
+        _Variant((), lambda f: F.normalize(_gram(f), dim=1)),
+        _Variant(("the rows of G = Q Q^T are not normalised: divide each row by its L2 norm "
+                  "(F.normalize(G, dim=1)), eq. 2. Without it the matrix's scale depends on the features' "
+                  "scale, which differs between teacher and student.",), _gram),
+        _Variant(("it normalises the features before the product (a cosine-similarity matrix); SP computes "
+                  "G = Q Q^T first and then normalises each ROW of G (F.normalize(G, dim=1)).",),
+                 lambda f: _gram(F.normalize(f.flatten(1), dim=1))),
+        _Variant(("it normalises the columns (dim=0); SP normalises each row: F.normalize(G, dim=1).",),
+                 lambda f: F.normalize(_gram(f), dim=0)),
+        _Variant(("it normalises the rows with the L1 norm (their sum); SP uses the L2 norm: "
+                  "F.normalize(G, p=2, dim=1).",),
+                 lambda f: F.normalize(_gram(f), p=1, dim=1)),
+        _Variant(("it applies a softmax to the rows; SP divides each row by its L2 norm: F.normalize(G, dim=1).",),
+                 lambda f: torch.softmax(_gram(f), dim=1)),
+        _Variant(("it divides the whole matrix by one norm; SP normalises each row separately: "
+                  "F.normalize(G, dim=1).",),
+                 lambda f: _gram(f) / _gram(f).norm()),
+    ]
+
+
+def check_similarity_matrix(fn: Callable) -> None:
+    """Check ``fn(feature)`` -> the ``(b, b)`` row-normalised batch similarity of SP
+    (:func:`kdcourse.losses.similarity_matrix`), for flat and 4-D features."""
+    name = _name(fn, "similarity_matrix")
+    outputs = []
+    for (f,) in _SIM_INPUTS:
+        b, d = f.shape[0], f[0].numel()
+        shown = f"feature of shape {tuple(f.shape)}"
+        try:
+            out = _call(fn, name, (f,), shown)
+        except AssertionError as error:
+            if f.dim() > 2:
+                raise AssertionError(
+                    f"{error}\nThe features here are 4-D (N, C, H, W): flatten each example to one vector "
+                    "first, Q = feature.flatten(1) (or feature.view(len(feature), -1))."
+                ) from None
+            raise
+        hints = {(d, d): "That is the Gram matrix of the features' dimensions (Q^T Q); SP compares EXAMPLES: "
+                         "G = Q Q^T is (b, b)."}
+        if f.dim() > 2:
+            c = f.shape[1]
+            hints[(b, c, c)] = "Flatten each example first: Q = feature.flatten(1), then G = Q @ Q.T is (b, b)."
+        outputs.append(_tensor_output(name, shown, out, (b, b), hints))
+    expected = [losses.similarity_matrix(f) for (f,) in _SIM_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        print(f"✓ {name} matches the reference on {len(_SIM_INPUTS)} test cases (flat and 4-D features).")
+        return
+    message = _explain(name, _diagnose(outputs, _SIM_INPUTS, _sim_variants()))
+    if message is None:
+        for out, e, (f,) in zip(outputs, expected, _SIM_INPUTS):
+            if not _close(out, e):
+                norms = out.detach().norm(dim=1)
+                extra = "" if torch.allclose(norms, torch.ones_like(norms), atol=1e-4) else \
+                    f" Its rows have L2 norms {_fmt(norms)}, not 1."
+                message = (f"{name}(feature of shape {tuple(f.shape)}) returned first row {_fmt(out[0])}, "
+                           f"expected {_fmt(e[0])}.{extra} No classic mistake explains this; compare with "
+                           "G = Q Q^T, then each row divided by its L2 norm.")
+                break
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------------ SP loss
+
+_SP_INPUTS = [
+    (_randn(4, 3, 2, 2, seed=80), _randn(4, 10, seed=81)),
+    (_randn(6, 5, seed=82), torch.relu(_randn(6, 4, 3, 3, seed=83))),
+    (_randn(3, 2, seed=84), _randn(3, 7, seed=85)),
+]
+
+
+def _sp_variants() -> list[_Variant]:
+    g = losses.similarity_matrix
+
+    def diff(s, t):
+        return g(t) - g(s)
+
+    def raw(s, t):
+        return _gram(t) - _gram(s)
+
+    return [
+        _Variant((), lambda s, t: diff(s, t).pow(2).sum() / len(s) ** 2),
+        _Variant(("the 1/b^2 is missing: divide the squared Frobenius norm by b^2 (b = batch size), so that the "
+                  "loss does not grow with the batch.",),
+                 lambda s, t: diff(s, t).pow(2).sum()),
+        _Variant(("it divides by b, not b^2 (b = batch size): L_SP = ||G_T - G_S||_F^2 / b^2.",),
+                 lambda s, t: diff(s, t).pow(2).sum() / len(s)),
+        _Variant(("it uses the Frobenius norm, not its square: L_SP = ||G_T - G_S||_F^2 / b^2.",),
+                 lambda s, t: diff(s, t).norm() / len(s) ** 2),
+        _Variant(("it uses the Frobenius norm, not its square, and the 1/b^2 is missing: "
+                  "L_SP = ||G_T - G_S||_F^2 / b^2.",),
+                 lambda s, t: diff(s, t).norm()),
+        _Variant(("it uses absolute differences; SP uses the squared Frobenius norm: "
+                  "(G_T - G_S).pow(2).sum() / b^2.",),
+                 lambda s, t: diff(s, t).abs().sum() / len(s) ** 2),
+        _Variant(("the similarity matrices are not row-normalised (use similarity_matrix, eq. 2): raw "
+                  "Q Q^T matrices have the features' scales, which differ between teacher and student.",),
+                 lambda s, t: raw(s, t).pow(2).sum() / len(s) ** 2),
+        _Variant(("the similarity matrices are not row-normalised (use similarity_matrix, eq. 2), and the "
+                  "1/b^2 is missing.",),
+                 lambda s, t: raw(s, t).pow(2).sum()),
+    ]
+
+
+def check_similarity_preserving_loss(fn: Callable) -> None:
+    """Check ``fn(student_feature, teacher_feature)`` against
+    :func:`kdcourse.losses.similarity_preserving_loss`: ``||G_T - G_S||_F^2 / b^2``."""
+    name = _name(fn, "similarity_preserving_loss")
+    outputs = []
+    for s, t in _SP_INPUTS:
+        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
+        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
+    expected = [losses.similarity_preserving_loss(s, t) for s, t in _SP_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        s, t = _SP_INPUTS[0]
+        s = s.clone().requires_grad_(True)
+        _check_gradient(name, fn(s, t), s, "the student's features")
+        print(f"✓ {name} matches the reference on {len(_SP_INPUTS)} test cases (batches of 3 to 6, "
+              "flat and 4-D features).")
+        return
+    message = _explain(name, _diagnose(outputs, _SP_INPUTS, _sp_variants()))
+    if message is None:
+        for out, e, (s, t) in zip(outputs, expected, _SP_INPUTS):
+            if not _close(out, e):
+                b = len(s)
+                hint = ""
+                if float(out) != 0 and math.isclose(float(e) / float(out), 1 / b ** 2, rel_tol=1e-3):
+                    hint = " The ratio is 1/b^2: is the 1/b^2 missing?"
+                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
+                           f"expected {_fmt(e)}{_ratio(e, out)}.{hint} No classic mistake explains this; "
+                           "compare with (similarity_matrix(t) - similarity_matrix(s)).pow(2).sum() / b**2.")
+                break
+    raise AssertionError(message)
