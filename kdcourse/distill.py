@@ -437,7 +437,7 @@ def train(
         history.teacher_seconds = time.perf_counter() - start
 
     generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(range(epochs), desc=name, disable=not progress_enabled(progress), leave=False)
+    bar = tqdm(range(epochs), desc=name if teacher is not None else "training", disable=not progress_enabled(progress), leave=False)
     for _ in bar:
         start = time.perf_counter()
         distiller.train()
