@@ -6,4 +6,5 @@ from .logits import *  # lessons 01-02: softmax, entropy, kd_loss, distillation_
 from .features import *  # lesson 05: FitNets regressor and hint loss, attention transfer
 from .relations import *  # lesson 06: RKD distance and angle, similarity-preserving
 from .training import *  # lessons 03-04: count_parameters, accuracy, the KD training step
+from .capstone import *  # lesson 08: attention transfer between layers of different names
 from .pitfalls import *  # lesson 07: diagnose a mystery distiller from its symptoms

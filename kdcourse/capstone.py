@@ -1,0 +1,525 @@
+"""The CIFAR-10 capstone: distil the shipped teacher into a ~26k-parameter student.
+
+One study, shared by lesson 08 and ``python -m kdcourse compare --dataset cifar10``:
+
+- teacher: the pretrained :func:`kdcourse.teachers.load_cifar10_teacher` (a ``CifarResNet``,
+  0.70 M parameters), frozen;
+- student: :class:`kdcourse.models.CifarCNN` (``widths=(16, 32, 64)``, 26,682 parameters);
+- methods: ``baseline`` (labels only), ``kd`` (Hinton et al. 2015), ``at`` (attention transfer,
+  Zagoruyko & Komodakis 2017, between layers of *different names* that share a resolution, see
+  :data:`AT_PAIRS`) and a relation method on the embeddings, ``sp`` (Tung & Mori 2019) or
+  ``rkd`` (Park et al. 2019);
+- two profiles (:func:`kdcourse.config.pick`, ``KDCOURSE_PROFILE``): :data:`QUICK` (a CPU, a few
+  minutes: 500 labelled images, a stratified subset, 40 short epochs, no augmentation, so the
+  teacher's outputs are computed once and cached on disk) and :data:`FULL` (a GPU: all 50,000
+  images, 30 epochs, random crop + flip on the GPU, the teacher run live on every batch).
+  The two regimes answer differently: see the README's results.
+
+    >>> study = cifar10_study(methods=("baseline", "kd", "at", "sp"), seeds=2)
+    >>> print(format_table(study.results))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from . import config
+from .compare import format_table, to_json
+from .data import DataSplits, load_cifar10_data, subset, tensors
+from .distill import METHODS, History, LossTerm, evaluate, method_terms, seed_everything, train
+from .losses import attention_map
+from .models import CifarCNN, count_parameters, feature_extractor, measure_latency
+from .teachers import CIFAR10_TEACHER_SHA256, cifar10_teacher_info, load_cifar10_teacher
+
+__all__ = [
+    "CifarRegime",
+    "QUICK",
+    "FULL",
+    "AT_PAIRS",
+    "CAPSTONE_METHODS",
+    "TEACHER_FEATURES",
+    "regime",
+    "as_attention_map",
+    "paired_attention_loss",
+    "paired_attention_term",
+    "capstone_terms",
+    "random_crop_flip",
+    "teacher_targets",
+    "teacher_cache_key",
+    "cached_teacher_targets",
+    "Study",
+    "cifar10_study",
+    "compare_cifar10",
+    "count_multiply_adds",
+    "size_latency_table",
+    "format_size_latency",
+    "format_table",
+    "to_json",
+]
+
+AT_PAIRS: dict[str, str] = {"layer1": "layer2", "layer2": "layer3"}
+"""Attention transfer pairs, ``{student layer: teacher layer}``, matched by spatial size.
+
+The student ``CifarCNN`` halves the resolution in every layer (layer1 16x16, layer2 8x8,
+layer3 4x4), the teacher ``CifarResNet`` only from layer2 on (layer1 32x32, layer2 16x16,
+layer3 8x8): the same *name* is a different resolution, so the pairs name each side.
+"""
+
+TEACHER_FEATURES = ("embedding", "layer1", "layer2", "layer3")
+"""What the teacher cache holds besides the logits: the embedding and the attention maps of the
+three layers (about 1,500 numbers per image), enough for every method of the study."""
+
+CAPSTONE_METHODS = METHODS
+"""Methods :func:`cifar10_study` runs: ``at`` is the paired attention transfer of this module;
+the others come from :func:`kdcourse.distill.method_terms` on the ``embedding`` (``hint``: FitNets
+through a linear regressor from the student's 64 to the teacher's 128 values; ``rkd``, ``sp``:
+relations); sums such as ``kd+at`` work too."""
+
+
+@dataclass(frozen=True)
+class CifarRegime:
+    """Everything that defines the CIFAR-10 study, besides the method and the seed."""
+
+    name: str = "quick"
+    train_size: int | None = 500  # None: all 50,000 training images
+    test_size: int | None = 5000  # None: all 10,000 test images
+    curve_size: int | None = 500  # test images scored after every epoch, seed 0 (None: all)
+    data_seed: int = 0  # which stratified subsets
+    student_widths: tuple[int, int, int] = (16, 32, 64)
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    cosine: bool = True
+    augment: bool = False  # random crop + flip; then the teacher runs live on every batch
+    T: float = 4.0
+    alpha: float = 0.9
+    at_pairs: tuple[tuple[str, str], ...] = tuple(AT_PAIRS.items())
+    weights: Mapping[str, float] = field(default_factory=lambda: {
+        "at": 1000.0,  # Zagoruyko & Komodakis: beta = 1e3
+        "sp": 3000.0,  # Tung & Mori: gamma = 3000
+        "rkd_distance": 25.0,  # Park et al.
+        "rkd_angle": 50.0,
+    })
+
+    def describe(self) -> str:
+        images = f"{self.train_size:,}" if self.train_size else "all 50,000"
+        tests = f"{self.test_size:,}" if self.test_size else "all 10,000"
+        aug = ", random crop + flip" if self.augment else ""
+        sched = " + cosine" if self.cosine else ""
+        return (f"{self.name} profile: {images} training / {tests} test images, {self.epochs} epochs{aug}, "
+                f"{self.optimizer} lr {self.lr:g}{sched}, batch {self.batch_size}, T={self.T:g}, alpha={self.alpha:g}")
+
+
+QUICK = CifarRegime()
+"""CPU, CI and laptops: 500 labelled images (50 per class), 40 short epochs, no augmentation,
+teacher outputs cached on disk; 5,000 test images (500 of them scored after every epoch)."""
+
+FULL = CifarRegime(
+    name="full", train_size=None, test_size=None, curve_size=None, epochs=30, batch_size=512, lr=3e-3,
+    cosine=True, augment=True,
+)
+"""A GPU: all 50,000 images, 30 epochs with random crop + flip (the teacher runs live)."""
+
+
+def regime() -> CifarRegime:
+    """:data:`QUICK` or :data:`FULL`, following ``KDCOURSE_PROFILE``."""
+    return config.pick(quick=QUICK, full=FULL)
+
+
+# ------------------------------------------------------------------ attention transfer between named layers
+
+
+def as_attention_map(feature: torch.Tensor) -> torch.Tensor:
+    """The attention map of a feature map ``(N, C, H, W)``; an ``(N, H*W)`` map is returned as is.
+
+    The teacher cache stores the teacher's attention maps (64 numbers per image at 8x8) rather
+    than its feature maps (8,192 numbers), so a loss reads cached maps and live features alike.
+    """
+    if feature.dim() == 2:
+        return feature
+    return attention_map(feature)
+
+
+def paired_attention_loss(student_out: Mapping[str, torch.Tensor], teacher_out: Mapping[str, torch.Tensor],
+                          pairs: Mapping[str, str] = AT_PAIRS) -> torch.Tensor:
+    r"""Attention transfer between layers of different names, averaged over the pairs.
+
+    .. math:: L = \frac{1}{|P|} \sum_{(s, t) \in P} \operatorname{mean}\big(Q_S^{(s)} - Q_T^{(t)}\big)^2
+
+    with :math:`Q` the unit-norm attention maps of :func:`kdcourse.losses.attention_map`
+    (Zagoruyko & Komodakis 2017, eq. 2), ``pairs = {student layer: teacher layer}`` and the
+    teacher side possibly an already computed map (:func:`as_attention_map`).
+    """
+    if not pairs:
+        raise ValueError("pairs is empty: give at least one {student layer: teacher layer}")
+    total = 0.0
+    for s_name, t_name in pairs.items():
+        q_s = attention_map(student_out[s_name])
+        q_t = as_attention_map(teacher_out[t_name])
+        if q_s.shape != q_t.shape:
+            raise ValueError(
+                f"student {s_name!r} and teacher {t_name!r} attention maps differ in shape "
+                f"({tuple(q_s.shape)} vs {tuple(q_t.shape)}): pair layers of the same spatial size"
+            )
+        total = total + (q_s - q_t).pow(2).mean()
+    return total / len(pairs)
+
+
+def paired_attention_term(weight: float = 1000.0, pairs: Mapping[str, str] = AT_PAIRS,
+                          loss_fn: Callable = paired_attention_loss) -> LossTerm:
+    """A :class:`~kdcourse.distill.LossTerm` for :func:`paired_attention_loss`.
+
+    ``features`` lists the layer names of both sides: the distiller reads all of them from
+    student and teacher (a few unused maps cost nothing, they are computed anyway).
+    """
+    pairs = dict(pairs)
+    features = tuple(sorted(set(pairs) | set(pairs.values())))
+    return LossTerm("at", weight, lambda s, t, y: loss_fn(s, t, pairs), features=features)
+
+
+def capstone_terms(method: str, reg: CifarRegime, student: nn.Module, teacher: nn.Module | None,
+                   at_loss: Callable = paired_attention_loss) -> list[LossTerm]:
+    """The loss terms of ``method`` in this study (``at`` uses :data:`AT_PAIRS`; sums allowed)."""
+    parts = [p.strip().lower() for p in method.split("+") if p.strip()]
+    unknown = [p for p in parts if p not in CAPSTONE_METHODS]
+    if not parts or unknown:
+        raise ValueError(f"unknown method {method!r}; use one of {CAPSTONE_METHODS} or a sum like 'kd+at'")
+    if parts != ["baseline"] and teacher is None:
+        raise ValueError(f"method {method!r} needs a teacher")
+    rest = "+".join(p for p in parts if p != "at") or "baseline"
+    terms = method_terms(rest, student=student, teacher=teacher, T=reg.T, alpha=reg.alpha,
+                         feature="embedding", weights=dict(reg.weights),
+                         sample_input=torch.zeros(2, 3, 32, 32, device=next(student.parameters()).device))
+    if "at" in parts:
+        terms.append(paired_attention_term(reg.weights["at"], dict(reg.at_pairs), at_loss))
+    return terms
+
+
+# ------------------------------------------------------------------ augmentation (on the data's device)
+
+
+def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Random ``pad``-pixel padded 32x32 crops and horizontal flips (p = 1/2) of a batch.
+
+    Works on whole ``(B, C, H, W)`` batches on their own device (GPU included) with the global,
+    seeded random generator; zero padding is the mean colour after normalisation.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    flip = torch.rand(b, device=dev) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+# ------------------------------------------------------------------ the teacher's outputs, cached on disk
+
+_CACHE_VERSION = 1
+
+
+@torch.no_grad()
+def teacher_targets(teacher: nn.Module, x: torch.Tensor, features: Sequence[str] = (),
+                    batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """The teacher's logits and ``features`` for every row of ``x``; feature *maps* are stored
+    as their attention maps (:func:`as_attention_map`), vectors (``embedding``) as they are.
+
+    Computed in chunks, so the large feature maps never sit in memory for the whole set.
+    """
+    teacher.eval()
+    model = feature_extractor(teacher, tuple(features))
+    dev = next(teacher.parameters()).device
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(x), batch_size):
+        out = model(x[start:start + batch_size].to(dev))
+        for k, v in out.items():
+            chunks.setdefault(k, []).append((as_attention_map(v) if v.dim() == 4 else v).cpu())
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def teacher_cache_key(teacher_sha256: str, x: torch.Tensor, features: Sequence[str] = (), **params) -> str:
+    """The cache key: the teacher checkpoint's SHA-256, the feature names, the subset parameters
+    (``params``, e.g. ``train_size``, ``seed``) and a digest of the inputs themselves."""
+    data_digest = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    blob = json.dumps({
+        "version": _CACHE_VERSION, "teacher": teacher_sha256, "features": sorted(features),
+        "shape": list(x.shape), "data": data_digest, "params": params,
+    }, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def cached_teacher_targets(teacher: nn.Module, x: torch.Tensor, features: Sequence[str] = (), *,
+                           teacher_sha256: str = CIFAR10_TEACHER_SHA256, cache: bool = True,
+                           **params) -> tuple[dict[str, torch.Tensor], bool]:
+    """:func:`teacher_targets`, read from ``config.cache_dir()`` when computed before.
+
+    Returns ``(targets, from_cache)``. The file name is :func:`teacher_cache_key`; a file that
+    cannot be read (truncated, foreign) is computed again and overwritten.
+    """
+    key = teacher_cache_key(teacher_sha256, x, features, **params)
+    path = config.cache_dir() / f"cifar10-teacher-{key}.pt"
+    if cache and path.exists():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if set(stored) >= {"logits", *features} and all(len(v) == len(x) for v in stored.values()):
+                return stored, True
+        except Exception:  # unreadable: recompute below
+            pass
+    targets = teacher_targets(teacher, x, features)
+    if cache:
+        tmp = path.with_name(f"{path.name}.tmp{id(targets)}")
+        try:
+            torch.save(targets, tmp)
+            tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        finally:
+            tmp.unlink(missing_ok=True)
+    return targets, False
+
+
+# ------------------------------------------------------------------ the study
+
+
+@dataclass
+class Study:
+    """The results of :func:`cifar10_study`."""
+
+    regime: CifarRegime
+    results: dict[str, dict]  # {"teacher": {...}, method: {"mean", "std", "runs", "params", "seconds"}}
+    histories: dict[str, list[History]]  # per method, one per seed (seed 0: test accuracy per epoch)
+    students: dict[str, nn.Module]  # per method, the seed-0 student (on the CPU, eval mode)
+    teacher: nn.Module
+    timings: dict[str, float | bool]  # data_seconds, teacher_seconds, teacher_from_cache, total_seconds
+    device: str = "cpu"
+    teacher_train: dict[str, torch.Tensor] | None = None  # cached teacher outputs on the transfer set
+    teacher_test_logits: torch.Tensor | None = None  # the teacher's logits on the test images
+
+    def accuracies(self) -> dict[str, list[float]]:
+        """``{method: [test accuracy per seed]}`` (for :func:`kdcourse.plots.mean_std_bars`)."""
+        return {m: r["runs"] for m, r in self.results.items() if m != "teacher"}
+
+
+def _to(ds: TensorDataset, dev: torch.device) -> TensorDataset:
+    x, y = tensors(ds)
+    return TensorDataset(x.to(dev), y.to(dev))
+
+
+def _contiguous(data: DataSplits) -> DataSplits:
+    """The splits with contiguous image tensors.
+
+    Freshly decoded images can arrive in a channels-last memory layout and cached ones do not;
+    convolutions round differently in the two layouts, so without this the first run (empty
+    cache) and later runs would give slightly different numbers for the same seed.
+    """
+    def fix(ds):
+        if ds is None:
+            return None
+        x, y = tensors(ds)
+        return ds if x.is_contiguous() else TensorDataset(x.contiguous(), y)
+
+    return DataSplits(train=fix(data.train), val=fix(data.val), test=fix(data.test), classes=data.classes)
+
+
+def cifar10_study(
+    methods: Sequence[str] = ("baseline", "kd", "at", "sp"),
+    seeds: int = 2,
+    reg: CifarRegime | None = None,
+    progress: bool = True,
+    at_loss: Callable = paired_attention_loss,
+    cache: bool = True,
+    device: str | None = None,
+    data: DataSplits | None = None,
+) -> Study:
+    """Train one student per method and seed on CIFAR-10 and collect accuracy, size and time.
+
+    - ``reg``: the regime (default :func:`regime`, i.e. the active profile);
+    - every method sees the same data, the same frozen teacher and, for a given seed, the same
+      initial student; the result is the test accuracy after the last epoch. For learning curves
+      the seed-0 runs also record the accuracy on ``reg.curve_size`` of the test images after
+      every epoch (``History.val_acc``, empty for the other seeds; nothing is selected on it);
+    - without augmentation the teacher's outputs on the transfer set (logits, embedding,
+      attention maps) are computed once and cached on disk (:func:`cached_teacher_targets`);
+      with augmentation the teacher runs live on every augmented batch.
+    - ``at_loss`` replaces :func:`paired_attention_loss` (the lesson passes the learner's);
+    - ``data``: the splits, if already loaded with ``reg``'s sizes (else they are loaded here).
+
+    Raises the data loader's error (with instructions) when CIFAR-10 is not available.
+    """
+    from tqdm.auto import tqdm
+
+    reg = reg or regime()
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    methods = list(methods)
+    for m in methods:  # fail before any expensive step
+        capstone_terms(m, reg, CifarCNN(reg.student_widths), CifarCNN(reg.student_widths))
+    dev = torch.device(device or config.device())
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    total_start = time.perf_counter()
+
+    start = time.perf_counter()
+    if data is None:
+        data = load_cifar10_data(train_size=reg.train_size, test_size=reg.test_size, seed=reg.data_seed)
+    data = _contiguous(data)
+    timings: dict[str, float | bool] = {"data_seconds": time.perf_counter() - start}
+    teacher = load_cifar10_teacher().to(dev)
+    x_train, _ = tensors(data.train)
+    x_test, y_test = tensors(data.test)
+
+    # one cache entry serves every method: the features any of them may read, whatever was asked
+    features = sorted(set(TEACHER_FEATURES) | {
+        f for m in methods if m != "baseline"
+        for term in capstone_terms(m, reg, CifarCNN(reg.student_widths).to(dev), teacher) for f in term.features})
+    start = time.perf_counter()
+    subset_params = {"train_size": reg.train_size, "test_size": reg.test_size, "seed": reg.data_seed}
+    train_cache = None
+    if not reg.augment:
+        train_cache, hit_train = cached_teacher_targets(teacher, x_train, features, cache=cache,
+                                                        split="train", **subset_params)
+    else:
+        hit_train = False
+    test_logits, hit_test = cached_teacher_targets(teacher, x_test, (), cache=cache, split="test", **subset_params)
+    timings["teacher_seconds"] = time.perf_counter() - start
+    timings["teacher_from_cache"] = hit_train and hit_test if not reg.augment else hit_test
+    teacher_acc = float((test_logits["logits"].argmax(1) == y_test).float().mean())
+    results: dict[str, dict] = {"teacher": {
+        "mean": teacher_acc, "std": 0.0, "runs": [teacher_acc],
+        "params": count_parameters(teacher), "seconds": None,
+    }}
+
+    train_data = _to(data.train, dev)  # the whole set on the training device: no per-batch copies
+    curve_data = data.test
+    if reg.curve_size is not None and reg.curve_size < len(y_test):
+        curve_data = subset(data.test, reg.curve_size, seed=reg.data_seed)
+    histories: dict[str, list[History]] = {}
+    students: dict[str, nn.Module] = {}
+    bar = tqdm(total=len(methods) * seeds, desc="CIFAR-10 study", disable=not config.progress_enabled(progress))
+    for method in methods:
+        accs, secs = [], []
+        for seed in range(seeds):
+            bar.set_postfix(method=method, seed=seed)
+            seed_everything(seed)
+            student = CifarCNN(reg.student_widths).to(dev)
+            terms = capstone_terms(method, reg, student, teacher, at_loss)
+            needs_teacher = any(t.needs_teacher for t in terms)
+            run_cache = None
+            if train_cache is not None and needs_teacher:
+                names = {"logits", *{f for t in terms for f in t.features}}
+                run_cache = {k: v.to(dev) for k, v in train_cache.items() if k in names}
+            start = time.perf_counter()
+            history = train(
+                student, train_data, teacher=teacher if needs_teacher else None, method=method, terms=terms,
+                val_data=curve_data if seed == 0 else None, epochs=reg.epochs, batch_size=reg.batch_size, lr=reg.lr,
+                weight_decay=reg.weight_decay, optimizer=reg.optimizer, cosine=reg.cosine, seed=seed,
+                augment=random_crop_flip if reg.augment else None, teacher_cache=run_cache,
+                cache_teacher=False, progress=False, device=str(dev),
+            )
+            secs.append(time.perf_counter() - start)
+            accs.append(history.val_acc[-1] if history.val_acc and curve_data is data.test
+                        else evaluate(student, data.test))
+            history.student = None  # keep only the seed-0 students
+            histories.setdefault(method, []).append(history)
+            if seed == 0:
+                students[method] = student.cpu().eval()
+            bar.update()
+        results[method] = {
+            "mean": statistics.fmean(accs), "std": statistics.pstdev(accs), "runs": accs,
+            "params": count_parameters(student), "seconds": statistics.fmean(secs),
+        }
+    bar.close()
+    teacher.cpu()
+    timings["total_seconds"] = time.perf_counter() - total_start
+    return Study(reg, results, histories, students, teacher, timings, device=str(dev),
+                 teacher_train=train_cache, teacher_test_logits=test_logits["logits"])
+
+
+def compare_cifar10(methods: Sequence[str] = ("baseline", "kd", "at", "sp"), seeds: int = 2,
+                    progress: bool = True) -> dict[str, dict]:
+    """The CIFAR-10 comparison in the shape of :func:`kdcourse.compare.compare`, for the command
+    line: ``{"teacher": {...}, method: {"mean", "std", "runs", "params", "seconds"}}`` (test
+    accuracies in [0, 1]; ``seconds``: one run's training time), in the active profile."""
+    return cifar10_study(methods, seeds=seeds, progress=progress).results
+
+
+# ------------------------------------------------------------------ size and latency
+
+
+@torch.no_grad()
+def count_multiply_adds(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> int:
+    """Multiply-adds of one forward pass for one input, counted in the convolutions and linear
+    layers (``k_h * k_w * C_in / groups`` per output value; BatchNorm, ReLU, pooling ignored)."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += output[0].numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    was_training = model.training
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        model.eval()
+        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def size_latency_table(models: Mapping[str, nn.Module], accuracies: Mapping[str, float] | None = None,
+                       batch_sizes: Sequence[int] = (1, 256), repeats: int = 10) -> list[dict]:
+    """One row per model: parameters, float32 size (MB), millions of multiply-adds per image
+    (:func:`count_multiply_adds`), median CPU latency (ms) per batch size
+    (:func:`kdcourse.models.measure_latency`) and, when given, accuracy.
+
+    Big batches are timed fewer times (``repeats`` for batch 1, at least 3 for the others).
+    """
+    rows = []
+    for name, model in models.items():
+        model = model.cpu().eval()
+        row = {"model": name, "params": count_parameters(model),
+               "size_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6,
+               "mult_adds_m": count_multiply_adds(model) / 1e6}
+        for b in batch_sizes:
+            reps = repeats if b == 1 else max(3, repeats // 3)
+            row[f"latency_ms_b{b}"] = 1000 * measure_latency(model, (3, 32, 32), batch_size=b, repeats=reps,
+                                                             warmup=2 if b == 1 else 1)
+        if accuracies is not None and name in accuracies:
+            row["accuracy"] = accuracies[name]
+        rows.append(row)
+    return rows
+
+
+def format_size_latency(rows: Sequence[Mapping]) -> str:
+    """The rows of :func:`size_latency_table` as a plain-text table."""
+    lat_keys = [k for k in rows[0] if k.startswith("latency_ms_b")]
+    head = f"{'model':<12} {'params':>9} {'MB':>6} {'M mult-adds':>11}" + "".join(
+        f" {'ms @ batch ' + k.removeprefix('latency_ms_b'):>15}" for k in lat_keys) + f" {'accuracy':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        acc = f"{100 * r['accuracy']:.1f} %" if r.get("accuracy") is not None else "-"
+        lines.append(f"{r['model']:<12} {r['params']:>9,} {r['size_mb']:>6.2f} {r['mult_adds_m']:>11.1f}"
+                     + "".join(f" {r[k]:>15.2f}" for k in lat_keys) + f" {acc:>9}")
+    return "\n".join(lines)
