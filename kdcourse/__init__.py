@@ -2,7 +2,8 @@
 
 Modules (each one idea): ``config`` (profile, cache), ``data`` (digits, CIFAR-10, transfer
 sets), ``models`` (teachers and students), ``losses`` (one pure function per method),
-``distill`` (the Distiller and the one training loop), ``checks`` (exercise checkers),
+``distill`` (the Distiller and the one training loop), ``transfer`` (transfer-set studies), ``views``
+(a teacher cache for augmented views), ``checks`` (exercise checkers),
 ``widgets`` (slider explorers), ``plots`` (shared figures).
 """
 

@@ -15,18 +15,39 @@ def main(argv: list[str] | None = None) -> int:
 
     cmp = sub.add_parser("compare", help="train every method over several seeds and print a table")
     cmp.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
-    cmp.add_argument("--methods", default=",".join(METHODS),
-                     help=f"comma-separated, from {', '.join(METHODS)} (sums like kd+at allowed)")
+    cmp.add_argument("--methods", default=",".join(m for m in METHODS if m != "pseudo"),
+                     help=f"comma-separated, from {', '.join(METHODS)} (sums like kd+at allowed; pseudo: with "
+                          "--labeled, the teacher's arg-max on the unlabelled images)")
     cmp.add_argument("--seeds", type=int, default=3)
     cmp.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cmp.add_argument("--labeled", type=int, default=None, metavar="N",
+                     help="a transfer-set study: N labelled training images (methods from baseline, pseudo, kd)")
+    cmp.add_argument("--unlabeled", type=int, default=None, metavar="M",
+                     help="with --labeled: M unlabelled images the teacher labels (default: 5000 for cifar10, "
+                          "the rest of the training set for digits)")
+    cmp.add_argument("--pool", choices=["train", "held-out"], default="train",
+                     help="with --labeled on cifar10: unlabelled images from the training set (the teacher trained "
+                          "on them) or held-out test images it never saw (never used for testing)")
+    cmp.add_argument("--epochs", type=int, default=None, help="with --labeled: epochs of pseudo / kd")
+    cmp.add_argument("--baseline-epochs", type=int, default=None,
+                     help="with --labeled: epochs of the label-only baseline")
     cmp.add_argument("--threads", type=int, default=None,
                      help="PyTorch CPU threads (default: 1 for digits, whose tiny networks run fastest "
                           "on one thread; PyTorch's default for cifar10)")
 
     bench = sub.add_parser("cache-benchmark", help="time a KD epoch with and without cached teacher outputs")
-    bench.add_argument("--epochs", type=int, default=10)
-    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--dataset", choices=["digits", "cifar10"], default="digits",
+                       help="digits: cached vs live teacher without augmentation; cifar10 (with --augment): "
+                            "the view cache of kdcourse.views vs the live teacher on augmented batches")
+    bench.add_argument("--augment", action="store_true",
+                       help="augmented training (cifar10 only): baseline and KD on fixed views, KD live")
+    bench.add_argument("--epochs", type=int, default=None,
+                       help="digits: epochs per run (default 10); cifar10: timed epochs after one warm-up (default 3)")
+    bench.add_argument("--repeats", type=int, default=3, help="digits: runs per setting")
+    bench.add_argument("--images", type=int, default=500, help="cifar10: training images (a stratified subset)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="PyTorch CPU threads (default: 1 for digits; PyTorch's default for cifar10)")
 
     args = parser.parse_args(argv)
     if args.command == "compare":
@@ -37,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(threads)
         try:
-            if args.dataset == "digits":
+            if args.labeled is not None:
+                results = _transfer(args, methods)
+                from .compare import format_table, to_json
+            elif args.dataset == "digits":
                 from .compare import compare, format_table, to_json
 
                 results = compare(methods, seeds=args.seeds, progress=not args.quiet)
@@ -49,17 +73,65 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(format_table(results))
+        for method, r in results.items():
+            if "vs_baseline" in r:  # transfer-set studies: the paired per-seed differences
+                diffs = ", ".join(f"{100 * d:+.1f}" for d in r["vs_baseline"]["runs"])
+                print(f"{method} - baseline per seed: {diffs} points "
+                      f"(mean {100 * r['vs_baseline']['mean']:+.1f} +- {100 * r['vs_baseline']['std']:.1f})")
         if args.json:
             to_json(results, args.json)
             print(f"wrote {args.json}")
     elif args.command == "cache-benchmark":
-        from .compare import cache_benchmark
+        if args.augment != (args.dataset == "cifar10"):
+            parser.error("cache-benchmark --augment goes with --dataset cifar10 (the digits benchmark is "
+                         "not augmented; the cifar10 one is)")
+        threads = args.threads or (1 if args.dataset == "digits" else None)
+        if threads:
+            import torch
 
-        t = cache_benchmark(epochs=args.epochs, repeats=args.repeats)
-        print(json.dumps({k: round(v, 4) for k, v in t.items()}, indent=2))
-        print(f"KD epoch / baseline epoch: {t['ratio_cached']:.2f}x with cached teacher outputs, "
-              f"{t['ratio_uncached']:.2f}x without")
+            torch.set_num_threads(threads)
+        if args.dataset == "digits":
+            from .compare import cache_benchmark
+
+            t = cache_benchmark(epochs=args.epochs or 10, repeats=args.repeats)
+            print(json.dumps({k: round(v, 4) for k, v in t.items()}, indent=2))
+            print(f"KD epoch / baseline epoch: {t['ratio_cached']:.2f}x with cached teacher outputs, "
+                  f"{t['ratio_uncached']:.2f}x without")
+        else:
+            from .compare import views_benchmark
+            from .views import DEFAULT_VIEWS
+
+            try:
+                t = views_benchmark(images=args.images, epochs=args.epochs or 3)
+            except (ValueError, RuntimeError, FileNotFoundError) as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in t.items()}, indent=2))
+            print(f"{DEFAULT_VIEWS.describe()}")
+            print(f"KD epoch / baseline epoch (baseline on the same fixed views): {t['ratio_views']:.2f}x "
+                  f"with the view cache, {t['ratio_live']:.2f}x with the live teacher on random crop + flip")
+            print(f"view cache: {t['view_cache_seconds']:.1f} s once ({t['views']} views x {t['images']} images; "
+                  f"not in the epoch times), repaid after {t['break_even_epochs']} epochs vs the live teacher")
     return 0
+
+
+def _transfer(args, methods: list[str]) -> dict:
+    from dataclasses import replace
+
+    from .transfer import DIGITS_TRANSFER, FULL, cifar10_transfer_study, digits_transfer_study
+
+    base = DIGITS_TRANSFER if args.dataset == "digits" else FULL
+    changes = {"labeled": args.labeled, "pool": args.pool}
+    if args.unlabeled is not None:
+        changes["unlabeled"] = args.unlabeled
+    for name in ("epochs", "baseline_epochs"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    reg = replace(base, **changes)
+    print(f"transfer set: {reg.describe()}")
+    study = (digits_transfer_study if args.dataset == "digits" else cifar10_transfer_study)(
+        reg, methods, seeds=args.seeds, progress=not args.quiet)
+    return study.results
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""The CIFAR-10 capstone: distil the shipped teacher into a ~26k-parameter student.
+"""The CIFAR-10 capstone: distil the shipped teacher into a small CNN student (lesson 08b).
 
-One study, shared by lesson 08 and ``python -m kdcourse compare --dataset cifar10``:
+One study, shared by lesson 08b and ``python -m kdcourse compare --dataset cifar10`` (without --labeled):
 
 - teacher: the pretrained :func:`kdcourse.teachers.load_cifar10_teacher` (a ``CifarResNet``,
   0.70 M parameters), frozen;
-- student: :class:`kdcourse.models.CifarCNN` (``widths=(16, 32, 64)``, 26,682 parameters);
+- student: :class:`kdcourse.models.CifarCNN` (``widths=(8, 16, 32)``, 7,010 parameters, in the quick
+  profile; ``(16, 32, 64)``, 26,682 parameters, in the full one);
 - methods: ``baseline`` (labels only), ``kd`` (Hinton et al. 2015), ``at`` (attention transfer,
   Zagoruyko & Komodakis 2017, between layers of *different names* that share a resolution, see
   :data:`AT_PAIRS`) and a relation method on the embeddings, ``sp`` (Tung & Mori 2019) or
   ``rkd`` (Park et al. 2019);
 - two profiles (:func:`kdcourse.config.pick`, ``KDCOURSE_PROFILE``): :data:`QUICK` (a CPU, a few
-  minutes: 500 labelled images, a stratified subset, 40 short epochs, no augmentation, so the
+  minutes: 500 labelled images, a stratified subset, the 7k-parameter student, 20 short epochs, no
+  augmentation, so the
   teacher's outputs are computed once and cached on disk) and :data:`FULL` (a GPU: all 50,000
   images, 30 epochs, random crop + flip on the GPU, the teacher run live on every batch).
   The two regimes answer differently: see the README's results.
@@ -40,6 +42,7 @@ from .distill import METHODS, History, LossTerm, evaluate, method_terms, seed_ev
 from .losses import attention_map
 from .models import CifarCNN, count_parameters, feature_extractor, measure_latency
 from .teachers import CIFAR10_TEACHER_SHA256, cifar10_teacher_info, load_cifar10_teacher
+from .transfer import summarize
 
 __all__ = [
     "CifarRegime",
@@ -95,8 +98,8 @@ class CifarRegime:
     test_size: int | None = 5000  # None: all 10,000 test images
     curve_size: int | None = 500  # test images scored after every epoch, seed 0 (None: all)
     data_seed: int = 0  # which stratified subsets
-    student_widths: tuple[int, int, int] = (16, 32, 64)
-    epochs: int = 40
+    student_widths: tuple[int, int, int] = (8, 16, 32)
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 3e-3
     optimizer: str = "adam"
@@ -123,11 +126,13 @@ class CifarRegime:
 
 
 QUICK = CifarRegime()
-"""CPU, CI and laptops: 500 labelled images (50 per class), 40 short epochs, no augmentation,
+"""CPU, CI and laptops: 500 labelled images (50 per class), the 7k-parameter ``CifarCNN((8, 16, 32))``,
+20 short epochs, no augmentation,
 teacher outputs cached on disk; 5,000 test images (500 of them scored after every epoch)."""
 
 FULL = CifarRegime(
-    name="full", train_size=None, test_size=None, curve_size=None, epochs=30, batch_size=512, lr=3e-3,
+    name="full", train_size=None, test_size=None, curve_size=None, student_widths=(16, 32, 64), epochs=30,
+    batch_size=512, lr=3e-3,
     cosine=True, augment=True,
 )
 """A GPU: all 50,000 images, 30 epochs with random crop + flip (the teacher runs live)."""
@@ -332,7 +337,7 @@ def _contiguous(data: DataSplits) -> DataSplits:
         x, y = tensors(ds)
         return ds if x.is_contiguous() else TensorDataset(x.contiguous(), y)
 
-    return DataSplits(train=fix(data.train), val=fix(data.val), test=fix(data.test), classes=data.classes)
+    return replace(data, train=fix(data.train), val=fix(data.val), test=fix(data.test))
 
 
 def cifar10_study(
@@ -396,10 +401,13 @@ def cifar10_study(
                                                         split="train", **subset_params)
     else:
         hit_train = False
-    test_logits, hit_test = cached_teacher_targets(teacher, x_test, (), cache=cache, split="test", **subset_params)
+    from .transfer import cifar10_teacher_logits
+
+    test_logits, test_source = cifar10_teacher_logits(data, "test", teacher=teacher, cache=cache)
+    hit_test = test_source != "computed"
     timings["teacher_seconds"] = time.perf_counter() - start
     timings["teacher_from_cache"] = hit_train and hit_test if not reg.augment else hit_test
-    teacher_acc = float((test_logits["logits"].argmax(1) == y_test).float().mean())
+    teacher_acc = float((test_logits.argmax(1).to(y_test.device) == y_test).float().mean())
     results: dict[str, dict] = {"teacher": {
         "mean": teacher_acc, "std": 0.0, "runs": [teacher_acc],
         "params": count_parameters(teacher), "seconds": None,
@@ -441,14 +449,13 @@ def cifar10_study(
                 students[method] = student.cpu().eval()
             bar.update()
         results[method] = {
-            "mean": statistics.fmean(accs), "std": statistics.pstdev(accs), "runs": accs,
-            "params": count_parameters(student), "seconds": statistics.fmean(secs),
+            **summarize(accs), "params": count_parameters(student), "seconds": statistics.fmean(secs),
         }
     bar.close()
     teacher.cpu()
     timings["total_seconds"] = time.perf_counter() - total_start
     return Study(reg, results, histories, students, teacher, timings, device=str(dev),
-                 teacher_train=train_cache, teacher_test_logits=test_logits["logits"])
+                 teacher_train=train_cache, teacher_test_logits=test_logits.cpu())
 
 
 def compare_cifar10(methods: Sequence[str] = ("baseline", "kd", "at", "sp"), seeds: int = 2,

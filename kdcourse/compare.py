@@ -25,6 +25,7 @@ from . import data as kd_data
 from .config import pick
 from .distill import METHODS, evaluate, method_terms, seed_everything, teacher_outputs, train
 from .models import DigitsCNN, count_parameters
+from .transfer import summarize
 
 __all__ = ["Regime", "DIGITS_REGIME", "digits_teacher", "compare", "format_table", "to_json"]
 
@@ -73,7 +74,8 @@ def compare(
 ) -> dict[str, dict]:
     """Train one student per method and seed on the digits; return per-method results.
 
-    Each entry: ``{"mean", "std", "runs"}`` (test accuracies in [0, 1]), plus ``"params"``
+    Each entry: ``{"mean", "std", "runs"}`` (test accuracies in [0, 1]; the sample standard
+    deviation, ddof = 1), plus ``"params"``
     and ``"seconds"`` (mean training time of one run, teacher excluded). Every method sees the
     same teacher, the same transfer set and the same initial student for a given seed.
     """
@@ -110,9 +112,7 @@ def compare(
             accs.append(evaluate(student, d.test))
             bar.update()
         results[method] = {
-            "mean": statistics.fmean(accs),
-            "std": statistics.pstdev(accs),
-            "runs": accs,
+            **summarize(accs),
             "params": count_parameters(student),
             "seconds": statistics.fmean(secs),
         }
@@ -159,6 +159,60 @@ def cache_benchmark(epochs: int = 10, repeats: int = 3) -> dict[str, float]:
     timings["ratio_cached"] = timings["kd_cached"] / timings["baseline"]
     timings["ratio_uncached"] = timings["kd_uncached"] / timings["baseline"]
     return timings
+
+
+def views_benchmark(images: int = 500, epochs: int = 3, warmup: int = 1, batch_size: int = 64,
+                    recipe=None, seed: int = 0) -> dict[str, float]:
+    """Augmented KD on CIFAR-10: seconds per epoch with the view cache vs the live teacher.
+
+    On ``images`` training images (a stratified subset), the shipped teacher and the course's
+    student ``CifarCNN((16, 32, 64))``, on the CPU, the median epoch time (over ``epochs``
+    epochs after ``warmup`` discarded ones) of (1) ``baseline_views``: labels only on the same
+    fixed-view augmented batches (:class:`kdcourse.views.TeacherViews`, inputs only), (2)
+    ``kd_views``: KD with the teacher's logits read from the view cache, (3) ``kd_live``: KD with
+    random crop + flip (:func:`kdcourse.capstone.random_crop_flip`) and the teacher run on every
+    batch. ``view_cache_seconds`` is the one-off cost of computing the view cache (always
+    recomputed here, never read from disk; not part of the epoch times), ``break_even_epochs``
+    the number of epochs after which it has paid for itself against the live teacher.
+    """
+    import math
+
+    from torch.utils.data import TensorDataset
+
+    from .capstone import random_crop_flip
+    from .models import CifarCNN
+    from .teachers import CIFAR10_TEACHER_SHA256, load_cifar10_teacher
+    from .views import DEFAULT_VIEWS, TeacherViews, cached_teacher_views
+
+    recipe = recipe or DEFAULT_VIEWS
+    d = kd_data.load_cifar10_data(train_size=images, test_size=100, seed=seed)
+    x, y = kd_data.tensors(d.train)
+    train_set = TensorDataset(x.contiguous(), y)
+    teacher = load_cifar10_teacher()
+    start = time.perf_counter()
+    logits, _ = cached_teacher_views(teacher, train_set.tensors[0], recipe, teacher_sha256=CIFAR10_TEACHER_SHA256,
+                                     cache=False)
+    build = time.perf_counter() - start
+    views = TeacherViews(recipe, logits)
+    runs = {
+        "baseline_views": dict(method="baseline", teacher_views=TeacherViews(recipe)),
+        "kd_views": dict(method="kd", teacher=teacher, teacher_views=views),
+        "kd_live": dict(method="kd", teacher=teacher, augment=random_crop_flip),
+    }
+    out: dict[str, float] = {"images": len(y), "views": len(recipe), "timed_epochs": epochs,
+                             "threads": torch.get_num_threads()}
+    for label, kwargs in runs.items():
+        seed_everything(seed)
+        student = CifarCNN((16, 32, 64))
+        h = train(student, train_set, epochs=warmup + epochs, batch_size=batch_size, lr=3e-3, seed=seed,
+                  progress=False, device="cpu", **kwargs)
+        out[f"{label}_epoch_s"] = statistics.median(h.epoch_seconds[warmup:])
+    out["view_cache_seconds"] = build
+    out["ratio_views"] = out["kd_views_epoch_s"] / out["baseline_views_epoch_s"]
+    out["ratio_live"] = out["kd_live_epoch_s"] / out["baseline_views_epoch_s"]
+    saved = out["kd_live_epoch_s"] - out["kd_views_epoch_s"]
+    out["break_even_epochs"] = math.ceil(build / saved) if saved > 0 else float("inf")
+    return out
 
 
 def default_seeds() -> int:

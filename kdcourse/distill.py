@@ -45,6 +45,9 @@ __all__ = [
     "evaluate",
     "predict_logits",
     "teacher_outputs",
+    "UNLABELED",
+    "labeled_cross_entropy",
+    "pseudo_label_targets",
     "freeze",
     "seed_everything",
 ]
@@ -86,9 +89,48 @@ class LossTerm:
 # ------------------------------------------------------------------ terms for each method
 
 
+UNLABELED = -1
+"""The label of an example without one (a transfer-set image only the teacher labels)."""
+
+
+def labeled_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""``CE(y, softmax(z_s))`` averaged over the labelled rows of the batch only.
+
+    .. math:: \mathrm{CE} = \frac{1}{|L|} \sum_{i \in L} -\log \operatorname{softmax}(z_i)_{y_i},
+              \quad L = \{i : y_i \neq -1\}
+
+    Rows labelled :data:`UNLABELED` (``-1``) add nothing. A batch with no labelled row gives 0
+    (with a zero gradient), not the NaN of ``F.cross_entropy(..., ignore_index=-1)``'s 0 / 0. So
+    in a transfer set with few labels the CE term is a mean over a handful of rows while the
+    teacher terms (``batchmean``) average over every row of the batch: ``alpha`` mixes two means,
+    not two sums.
+    """
+    labeled = y != UNLABELED
+    if bool(labeled.all()):
+        return F.cross_entropy(logits, y)
+    if not bool(labeled.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labeled], y[labeled])
+
+
 def cross_entropy_term(weight: float = 1.0) -> LossTerm:
-    """The hard-label loss ``CE(y, softmax(z_s))``."""
-    return LossTerm("ce", weight, lambda s, t, y: F.cross_entropy(s["logits"], y), needs_teacher=False)
+    """The hard-label loss ``CE(y, softmax(z_s))`` on the labelled rows (:func:`labeled_cross_entropy`)."""
+    return LossTerm("ce", weight, lambda s, t, y: labeled_cross_entropy(s["logits"], y), needs_teacher=False)
+
+
+def pseudo_label_targets(teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The label where there is one, the teacher's arg-max (a hard pseudo-label) where there is not."""
+    return torch.where(y == UNLABELED, teacher_logits.argmax(1), y)
+
+
+def pseudo_label_term(weight: float = 1.0) -> LossTerm:
+    """Hard pseudo-labels: ``CE`` against :func:`pseudo_label_targets`, averaged over every row.
+
+    The teacher's soft targets are collapsed to their arg-max, so what the student learns from the
+    teacher is only *which* class, never how similar the others are (the comparator of soft KD).
+    """
+    return LossTerm("pseudo", weight,
+                    lambda s, t, y: F.cross_entropy(s["logits"], pseudo_label_targets(t["logits"], y)))
 
 
 def kd_term(weight: float, T: float, loss_fn: Callable = losses.kd_loss) -> LossTerm:
@@ -148,7 +190,7 @@ DEFAULT_WEIGHTS = {
     "dkd": 1.0,  # the DKD term's own alpha / beta set its parts (alpha=1, beta=8)
 }
 
-METHODS = ("baseline", "kd", "hint", "at", "rkd", "sp", "dkd")
+METHODS = ("baseline", "kd", "hint", "at", "rkd", "sp", "dkd", "pseudo")
 
 
 def _default_feature(method: str, model: nn.Module) -> str:
@@ -179,6 +221,8 @@ def method_terms(
     - ``kd``: ``(1 - alpha) CE + alpha T^2 KL`` (Hinton et al. 2015);
     - ``hint`` / ``at`` / ``rkd`` / ``sp``: ``CE + weight * feature-or-relation term``;
     - ``dkd``: ``CE + DKD`` (Zhao et al. 2022, alpha=1, beta=8);
+    - ``pseudo``: ``CE`` against the teacher's arg-max on unlabelled rows (label ``-1``), the
+      label elsewhere (:func:`pseudo_label_term`; hard targets, no soft ones);
     - ``kd+at`` etc.: the KD terms plus the other method's extra term.
 
     ``feature`` picks the layer for hint / AT / RKD / SP (default: ``layer2`` for hint and AT,
@@ -195,6 +239,10 @@ def method_terms(
     if needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher: pass teacher=...")
 
+    if "pseudo" in parts:
+        if parts != ["pseudo"]:
+            raise ValueError(f"'pseudo' replaces the label loss and cannot be summed with others, got {method!r}")
+        return [pseudo_label_term(1.0)]
     terms = [cross_entropy_term(1 - alpha if "kd" in parts else 1.0)]
     if "kd" in parts:
         terms.append(kd_term(alpha, T))
@@ -214,9 +262,15 @@ def method_terms(
         elif part == "sp":
             terms.append(_feature_term("sp", w["sp"], layer, losses.similarity_preserving_loss))
         elif part == "dkd":
-            terms.append(LossTerm("dkd", w["dkd"],
-                                  lambda s, t, y: losses.dkd_loss(s["logits"], t["logits"], y, T=T)))
+            terms.append(LossTerm("dkd", w["dkd"], lambda s, t, y: _dkd_labeled(s["logits"], t["logits"], y, T)))
     return terms
+
+
+def _dkd_labeled(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, T: float):
+    if bool((y == UNLABELED).any()):
+        raise ValueError("dkd splits the loss at the true class, so every example needs a label; "
+                         "use kd or pseudo on a transfer set with unlabelled images")
+    return losses.dkd_loss(student_logits, teacher_logits, y, T=T)
 
 
 # ------------------------------------------------------------------ the distiller
@@ -385,6 +439,7 @@ def train(
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     cache_teacher: bool = True,
     teacher_cache: Outputs | None = None,
+    teacher_views: TeacherViews | None = None,
     progress: bool = True,
     device: str | None = None,
 ) -> History:
@@ -396,7 +451,16 @@ def train(
     - With ``augment=None`` the teacher's outputs for the training set are computed once
       (``cache_teacher``) instead of every epoch; pass ``teacher_cache`` (from
       :func:`teacher_outputs`) to share them across runs.
+    - ``teacher_views`` (a :class:`kdcourse.views.TeacherViews`) augments with fixed views
+      instead: each batch draws one view per example (seeded by ``seed``), the student sees that
+      view and the teacher's cached logits for it are the targets (consistent teaching). Logits
+      only (no feature terms) and not with ``augment``; without a teacher only the views are used.
     - ``progress`` shows a ``tqdm`` bar (``KDCOURSE_PROGRESS=0`` silences all bars).
+    - Unlabelled examples carry the label ``-1`` (:data:`UNLABELED`, e.g. from
+      :func:`kdcourse.data.transfer_set`): the cross-entropy averages over the labelled rows of
+      each batch only (:func:`labeled_cross_entropy`; 0 when a batch has none), the teacher
+      terms over all rows; ``History.train_acc`` counts labelled rows only. The loss and its
+      parts in the history are per-example means over the epoch.
     """
     from tqdm.auto import tqdm
 
@@ -415,6 +479,17 @@ def train(
     else:
         name = "custom" if method == "baseline" else method
     distiller = Distiller(student, teacher, terms).to(dev)
+    if teacher_views is not None:
+        if augment is not None or teacher_cache is not None:
+            raise ValueError("teacher_views fixes the augmentations and holds the teacher's outputs: "
+                             "pass it without augment= and teacher_cache=")
+        reads = [t.name for t in distiller.terms if t.needs_teacher and t.weight != 0 and t.features]
+        if distiller.needs_teacher and reads:
+            raise ValueError(f"method {name!r} reads the teacher's features (terms {reads}), but teacher_views "
+                             "holds its logits only: use a logits method (kd, dkd, pseudo) or augment=")
+        if distiller.needs_teacher and teacher_views.num_examples != len(y_train):
+            raise ValueError(f"teacher_views holds teacher logits for {teacher_views.num_examples or 'no'} images, "
+                             f"the training set has {len(y_train)}: build it from this training set's inputs")
     params = distiller.trainable_parameters()
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -427,7 +502,8 @@ def train(
 
     history = History(method=name, student=student)
     cache = None
-    if distiller.needs_teacher and augment is None and (cache_teacher or teacher_cache is not None):
+    if distiller.needs_teacher and augment is None and teacher_views is None and (
+            cache_teacher or teacher_cache is not None):
         start = time.perf_counter()
         cache = teacher_cache if teacher_cache is not None else teacher_outputs(
             distiller.teacher, x_train, distiller.features)
@@ -437,18 +513,24 @@ def train(
         history.teacher_seconds = time.perf_counter() - start
 
     generator = torch.Generator().manual_seed(seed)
+    view_generator = torch.Generator().manual_seed(seed + 1_000_003) if teacher_views is not None else None
     bar = tqdm(range(epochs), desc=name if teacher is not None else "training", disable=not progress_enabled(progress), leave=False)
     for _ in bar:
         start = time.perf_counter()
         distiller.train()
         order = torch.randperm(len(y_train), generator=generator)
-        total, correct, sums = 0.0, 0, {}
+        total, correct, labeled, sums = 0.0, 0, 0, {}
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
             if augment is not None:
                 xb = augment(xb)
             t_out = {k: v[idx].to(dev) for k, v in cache.items()} if cache is not None else None
+            if teacher_views is not None:
+                view_ids = teacher_views.draw(len(idx), view_generator)
+                xb = teacher_views.inputs(xb, view_ids)
+                if distiller.needs_teacher:
+                    t_out = {k: v.to(dev) for k, v in teacher_views.targets(idx, view_ids).items()}
             loss, parts, logits = distiller.compute_loss(xb, yb, t_out)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -462,12 +544,14 @@ def train(
                 scheduler.step()
             n = len(idx)
             total += float(loss.detach()) * n
-            correct += int((logits.detach().argmax(1) == yb).sum())
+            has_label = yb != UNLABELED
+            correct += int((logits.detach().argmax(1) == yb)[has_label].sum())
+            labeled += int(has_label.sum())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * n
         history.epoch_seconds.append(time.perf_counter() - start)
         history.train_loss.append(total / len(y_train))
-        history.train_acc.append(correct / len(y_train))
+        history.train_acc.append(correct / labeled if labeled else float("nan"))
         for k, v in sums.items():
             history.parts.setdefault(k, []).append(v / len(y_train))
         if val_data is not None:

@@ -40,7 +40,7 @@ SOLUTION_CELL = re.compile(r"^\s*# SOLUTION CELL\b(?P<hint>.*)$")
 SOLUTION_TAG = "solution"
 NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 DEFAULT_HINT = "replace this line with your code"
-SOLUTION_GLOB = "[0-9][0-9]_*.ipynb"
+SOLUTION_GLOB = "[0-9][0-9]*_*.ipynb"  # 08_..., 08b_...
 
 
 def _stub(indent: str, hint: str) -> list[str]:

@@ -22,6 +22,7 @@ __all__ = [
     "soft_target_grid",
     "gain_vs_size",
     "matrix_row",
+    "paired_gains",
 ]
 
 
@@ -266,4 +267,28 @@ def matrix_row(matrices: Sequence, titles: Sequence[str], suptitle: str = "", cm
         bar.set_label(colorbar_label)
     if suptitle:
         fig.suptitle(suptitle)
+    return fig
+
+
+def paired_gains(differences: Mapping[str, Sequence[float]], unit: float = 100.0, ylabel: str = "points",
+                 title: str = "", ax=None):
+    """Paired per-seed differences (e.g. ``{"kd - baseline": [...]}``), one column each: every
+    seed a dot, the mean a bar with the sample standard deviation, and the line at zero, so the
+    axis shows the size of the effect and whether it is above zero, not the accuracies themselves.
+    ``unit`` scales the values (100: accuracies in [0, 1] shown in points)."""
+    fig, ax = _axes(ax, figsize=(1.4 * len(differences) + 2.5, 4))
+    names = list(differences)
+    for i, name in enumerate(names):
+        vals = unit * np.asarray(differences[name], dtype=float)
+        std = vals.std(ddof=1) if len(vals) > 1 else 0.0
+        ax.bar(i, vals.mean(), yerr=std, capsize=4, color="tab:blue" if vals.mean() >= 0 else "tab:red", alpha=0.6)
+        ax.scatter(np.full(len(vals), i), vals, color="black", s=12, zorder=3)
+        ax.annotate(f"{vals.mean():+.1f}", (i, vals.mean()), textcoords="offset points",
+                    xytext=(14, 0), va="center", fontsize=9)
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
     return fig

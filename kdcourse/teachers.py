@@ -27,6 +27,9 @@ __all__ = [
     "CIFAR10_TEACHER_SHA256",
     "load_cifar10_teacher",
     "cifar10_teacher_info",
+    "CIFAR10_LOGITS_PATH",
+    "CIFAR10_LOGITS_SHA256",
+    "shipped_cifar10_logits",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -131,3 +134,51 @@ def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = T
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+# ------------------------------------------------------------------ the teacher's logits, shipped
+
+CIFAR10_LOGITS_PATH = ASSETS / "cifar10_teacher_logits.npz"
+"""The shipped teacher's logits on every CIFAR-10 image (``scripts/cifar10_teacher_logits.py``)."""
+
+CIFAR10_LOGITS_SHA256 = "b6c0f8c817b97f8ebb9960db3d7dc6a8199579ad2a58fb52136371f6182a16a2"
+"""SHA-256 of :data:`CIFAR10_LOGITS_PATH` (update it with the file)."""
+
+_SHIPPED_LOGITS: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def shipped_cifar10_logits(data_sha256: str | None) -> dict[str, torch.Tensor] | None:
+    """The shipped teacher's logits ``{"train": (50000, 10), "test": (10000, 10)}`` (float32, in
+    the loader's row order), or ``None`` when they do not apply.
+
+    They apply only to the copy of CIFAR-10 they were computed on: ``data_sha256`` (a
+    :class:`~kdcourse.data.DataSplits`' ``source_sha256``) must equal the sidecar's
+    ``data_sha256``, and the sidecar's ``teacher_sha256`` the shipped teacher's. Another copy (the
+    official python batches differ from the JPEG re-encoding the course ships logits for) gets
+    ``None``: compute them (the lessons then cache them on disk). A file whose SHA-256 does not
+    match :data:`CIFAR10_LOGITS_SHA256` is reported with a warning and not used.
+    Read with ``numpy.load(allow_pickle=False)``: arrays only, no code.
+    """
+    import warnings
+
+    import numpy as np
+
+    if data_sha256 is None or not CIFAR10_LOGITS_PATH.is_file():
+        return None
+    if data_sha256 in _SHIPPED_LOGITS:
+        return _SHIPPED_LOGITS[data_sha256]
+    sidecar = cifar10_teacher_info(CIFAR10_LOGITS_PATH)
+    if sidecar.get("data_sha256") != data_sha256 or sidecar.get("teacher_sha256") != CIFAR10_TEACHER_SHA256:
+        return None
+    actual = _sha256(CIFAR10_LOGITS_PATH)
+    if actual != CIFAR10_LOGITS_SHA256:
+        warnings.warn(f"the shipped teacher logits {CIFAR10_LOGITS_PATH} are corrupted or modified (SHA-256 "
+                      f"{actual}, expected {CIFAR10_LOGITS_SHA256}); the teacher is run instead. Restore the "
+                      "file with `git checkout kdcourse/assets/` or re-create it with "
+                      "`python scripts/cifar10_teacher_logits.py`.", RuntimeWarning, stacklevel=2)
+        return None
+    with np.load(CIFAR10_LOGITS_PATH, allow_pickle=False) as stored:
+        logits = {split: torch.from_numpy(np.ascontiguousarray(stored[split], dtype=np.float32))
+                  for split in ("train", "test")}
+    _SHIPPED_LOGITS[data_sha256] = logits
+    return logits

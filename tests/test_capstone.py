@@ -261,7 +261,15 @@ def test_checker_names_classic_mistakes():
 
 # ------------------------------------------------------------------ end to end (needs the data)
 
-TINY = replace(QUICK, train_size=200, test_size=100, epochs=1)
+TINY = replace(QUICK, train_size=200, test_size=100, epochs=1, student_widths=(16, 32, 64))
+
+
+def _test_logits_files() -> int:
+    """Cache files the test split's logits take: none when the shipped logits apply to this copy."""
+    from kdcourse.data import load_cifar10_data
+    from kdcourse.teachers import shipped_cifar10_logits
+
+    return 0 if shipped_cifar10_logits(load_cifar10_data(train_size=10, test_size=10).source_sha256) else 1
 
 
 @pytest.fixture(scope="module")
@@ -298,9 +306,10 @@ def test_tiny_study_and_its_cache(data_cache):
         assert len(study.histories[name][0].val_acc) == 1
     assert study.results["teacher"]["mean"] > 0.6  # 88 % on the full test set
     assert not study.timings["teacher_from_cache"]
-    assert len(_teacher_files(data_cache)) == before + 2  # the training subset and the test subset
+    files = 1 + _test_logits_files()  # the training subset and (unless shipped) the test subset
+    assert len(_teacher_files(data_cache)) == before + files
     again = capstone.cifar10_study(("kd",), seeds=1, reg=TINY, progress=False)  # one entry serves all
-    assert again.timings["teacher_from_cache"] and len(_teacher_files(data_cache)) == before + 2
+    assert again.timings["teacher_from_cache"] and len(_teacher_files(data_cache)) == before + files
     assert again.results["kd"]["runs"] == study.results["kd"]["runs"]  # same seed, same numbers
 
 
@@ -311,7 +320,7 @@ def test_tiny_full_profile_path_on_cpu(data_cache):
     reg = replace(FULL, train_size=100, test_size=50, epochs=1, batch_size=50)
     study = capstone.cifar10_study(("kd", "at"), seeds=1, reg=reg, progress=False, device="cpu")
     assert study.results["at"]["params"] == 26_682 and len(study.histories["kd"][0].val_acc) == 1
-    assert len(_teacher_files(data_cache)) == before + 1
+    assert len(_teacher_files(data_cache)) == before + _test_logits_files()
 
 
 @needs_cifar

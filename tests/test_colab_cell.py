@@ -26,8 +26,8 @@ if "google.colab" in sys.modules:
 PIP_COMMAND = [sys.executable, "-m", "pip", "install", "-q",
                "kdcourse @ git+https://github.com/kdcourse/kdcourse"]
 
-NOTEBOOKS = sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb")) + sorted(
-    (REPO / "lessons").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((REPO / "solutions").glob("[0-9][0-9]*_*.ipynb")) + sorted(
+    (REPO / "lessons").glob("[0-9][0-9]*_*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -1,4 +1,5 @@
-"""Checker for the exercise of lesson 08 (CIFAR-10 capstone): attention transfer between layers
+"""Checkers for lesson 08 (CIFAR-10 capstone): the cross-entropy of a transfer set (labels -1 skipped),
+``labeled_cross_entropy(logits, y)``, and attention transfer between layers
 of different names, ``paired_attention_loss(student_out, teacher_out, pairs)``.
 
     >>> check_paired_attention_loss(paired_attention_loss)
@@ -154,3 +155,87 @@ def check_paired_attention_loss(fn: Callable) -> None:
                 break
     raise AssertionError(message)
 
+
+
+# ------------------------------------------------------------------ lesson 08: the transfer set
+
+from ..distill import labeled_cross_entropy as _labeled_ce_reference  # noqa: E402
+
+__all__ += ["check_labeled_cross_entropy"]
+
+_CE_LOGITS = [_randn(6, 5, seed=50), _randn(6, 5, seed=51), _randn(4, 5, seed=52), _randn(5, 5, seed=53)]
+_CE_LABELS = [torch.tensor([3, -1, 0, -1, -1, 4]), torch.tensor([1, 2, 0, 4, 3, 2]), torch.full((4,), -1),
+              torch.tensor([-1, -1, 2, -1, -1])]
+_CE_WHAT = ["3 labelled and 3 unlabelled rows", "every row labelled", "no labelled row", "one labelled row"]
+
+
+def _ce_rows(logits, y):
+    keep = y != -1
+    return torch.nn.functional.cross_entropy(logits[keep], y[keep], reduction="sum"), int(keep.sum())
+
+
+def _ce_variants() -> list[_Variant]:
+    def over_batch(z, y):
+        total, _ = _ce_rows(z, y)
+        return total / len(y)
+
+    def nan_when_empty(z, y):
+        total, n = _ce_rows(z, y)
+        return total / n if n else torch.tensor(float("nan"))
+
+    return [
+        _Variant((), _labeled_ce_reference),
+        _Variant(("it divides by the batch size, counting the unlabelled rows too: average over the LABELLED "
+                  "rows only (divide by their number), so the loss does not shrink as the pool grows.",),
+                 over_batch),
+        _Variant(("it returns NaN for a batch without a labelled row (0 / 0, as F.cross_entropy(..., "
+                  "ignore_index=-1) does): return 0 then, e.g. `logits.sum() * 0.0`, which keeps the graph "
+                  "and gives a zero gradient.",), nan_when_empty),
+        _Variant(("it sums over the labelled rows; average them (the mean over the labelled rows).",),
+                 lambda z, y: _ce_rows(z, y)[0]),
+    ]
+
+
+def check_labeled_cross_entropy(fn: Callable) -> None:
+    """Check ``fn(logits, y)`` against :func:`kdcourse.distill.labeled_cross_entropy`: the
+    cross-entropy averaged over the rows whose label is not ``-1``, and 0 when there is none."""
+    name = _name(fn, "labeled_cross_entropy")
+    outputs, errors = [], []
+    for z, y, what in zip(_CE_LOGITS, _CE_LABELS, _CE_WHAT):
+        try:
+            out, error = _try(fn, (z, y))
+        except NotImplementedError as e:
+            raise _not_implemented(name, e) from None
+        if error is None:
+            try:
+                out = _scalar_output(name, what, out, len(y))
+            except AssertionError as bad:
+                if "NaN" in str(bad) and not bool((y != -1).any()):
+                    raise AssertionError(f"{name}: {_ce_variants()[2].mistakes[0]}") from None
+                raise
+        outputs.append(out)
+        errors.append((what, error))
+    expected = [_labeled_ce_reference(z, y).detach() for z, y in zip(_CE_LOGITS, _CE_LABELS)]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
+        z = _CE_LOGITS[0].clone().requires_grad_(True)
+        _check_gradient(name, fn(z, _CE_LABELS[0]), z, "the student's logits")
+        print(f"✓ {name} matches the reference on {len(_CE_WHAT)} batches ({', '.join(_CE_WHAT)}), "
+              "and the gradient reaches the logits.")
+        return
+    inputs = list(zip(_CE_LOGITS, _CE_LABELS))
+    message = _explain(name, _diagnose(outputs, inputs, _ce_variants()))
+    failed = [(what, e) for what, e in errors if e is not None]
+    if message is None and failed:
+        what, error = failed[0]
+        message = _error_text(name, what, error)
+        if "Target -1" in str(error) or "out of bounds" in str(error):
+            message += ("\nThe label -1 means 'no label': keep only the rows with y != -1 before the "
+                        "cross-entropy (logits[keep], y[keep]).")
+    elif message is None:
+        for out, e, what in zip(outputs, expected, _CE_WHAT):
+            if not _close(out, e):
+                message = (f"{name} on a batch with {what} returned {_fmt(out)}, expected {_fmt(e)}. No classic "
+                           "mistake explains this: keep the rows with y != -1, take F.cross_entropy on them (a "
+                           "mean), and return 0 when there are none.")
+                break
+    raise AssertionError(message)
