@@ -230,3 +230,43 @@ def test_cli_rejects_a_held_out_pool_on_the_digits(capsys):
     assert main(["compare", "--dataset", "digits", "--labeled", "100", "--pool", "held-out", "--unlabeled", "50",
                  "--seeds", "1", "--quiet"]) == 2
     assert "held-out pool" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the lesson-08 checker
+
+
+def _right(z, y):
+    keep = y != -1
+    return F.cross_entropy(z[keep], y[keep]) if keep.any() else z.sum() * 0.0
+
+
+def test_checker_accepts_a_right_answer(capsys):
+    from kdcourse.checks import check_labeled_cross_entropy
+
+    check_labeled_cross_entropy(_right)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda z, y: F.cross_entropy(z, y, ignore_index=-1), "returns NaN for a batch without a labelled row"),
+    (lambda z, y: F.cross_entropy(z[y != -1], y[y != -1], reduction="sum") / len(y), "divides by the batch size"),
+    (lambda z, y: F.cross_entropy(z[y != -1], y[y != -1], reduction="sum") if (y != -1).any() else z.sum() * 0,
+     "sums over the labelled rows"),
+    (lambda z, y: F.cross_entropy(z, y), "The label -1 means 'no label'"),
+    (lambda z, y: _right(z, y).detach(), "no gradient reaches"),
+])
+def test_checker_names_each_mistake(wrong, words):
+    from kdcourse.checks import check_labeled_cross_entropy
+
+    with pytest.raises(AssertionError, match=words):
+        check_labeled_cross_entropy(wrong)
+
+
+def test_checker_says_not_implemented():
+    from kdcourse.checks import check_labeled_cross_entropy
+
+    def todo(z, y):
+        raise NotImplementedError("Exercise: implement it")
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        check_labeled_cross_entropy(todo)
