@@ -44,7 +44,6 @@ __all__ = [
     "summarize",
     "paired_differences",
     "transfer_study",
-    "held_out_pool",
     "transfer_rows",
     "cifar10_teacher_logits",
     "cifar10_transfer_study",
@@ -231,19 +230,6 @@ def transfer_rows(reg: TransferRegime, y_train: torch.Tensor, y_test: torch.Tens
     test, held_out = _rows(y_test, reg.test_size, reg.unlabeled, reg.data_seed)
     return {"labeled": labeled, "pool": train_pool if reg.pool == "train" else held_out, "test": test,
             "held_out": held_out}
-
-
-def held_out_pool(data: DataSplits, unlabeled: int, test_size: int, seed: int = 0
-                  ) -> tuple[TensorDataset, TensorDataset, torch.Tensor, torch.Tensor]:
-    """Split ``data.test`` into a pool of ``unlabeled`` images the teacher never saw and
-    ``test_size`` others to measure accuracy on; returns ``(pool, test, pool_rows, test_rows)``
-    (rows into ``data.test``). The two never overlap."""
-    x, y = tensors(data.test)
-    if unlabeled + test_size > len(y):
-        raise ValueError(f"a held-out pool of {unlabeled} and {test_size} test images need "
-                         f"{unlabeled + test_size} test images; there are {len(y)}")
-    test_rows, pool_rows = _rows(y, test_size, unlabeled, seed)
-    return TensorDataset(x[pool_rows], y[pool_rows]), TensorDataset(x[test_rows], y[test_rows]), pool_rows, test_rows
 
 
 def cifar10_teacher_logits(data: DataSplits, split: str, rows: torch.Tensor | None = None,
