@@ -31,6 +31,9 @@ __all__ = [
     "similarity_matrix",
     "similarity_preserving_loss",
     "dkd_loss",
+    "token_kd_loss",
+    "top_k_logits",
+    "top_k_kd_loss",
 ]
 
 
@@ -372,3 +375,152 @@ def similarity_preserving_loss(student_feature: torch.Tensor, teacher_feature: t
         raise ValueError("student and teacher features have different batch sizes")
     b = g_s.shape[0]
     return (g_t - g_s).pow(2).sum() / (b * b)
+
+
+# ---------------------------------------------------------------- language models (lesson 09)
+
+DIVERGENCES = ("forward", "reverse", "jsd")
+
+
+def _check_tokens(name: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(
+            f"{name} must be a (batch, length, vocab) tensor of next-token logits, got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
+        )
+    _check_batch(name, x)
+
+
+def _check_mask(mask: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
+    """The mask as a boolean ``(batch, length)`` tensor (all true for ``None``)."""
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool)
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"mask must be a (batch, length) tensor of shape {tuple(shape)}, true for real tokens, got "
+            f"{getattr(mask, 'shape', type(mask).__name__)}"
+        )
+    if mask.dtype != torch.bool:
+        if torch.is_floating_point(mask) or not ((mask == 0) | (mask == 1)).all():
+            raise ValueError(f"mask must hold booleans (or 0/1 integers), got dtype {mask.dtype}")
+        mask = mask.bool()
+    if not mask.any():
+        raise ValueError("the mask has no true entry: a batch needs at least one real (unpadded) token")
+    return mask
+
+
+def _masked_token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the unmasked tokens of the whole batch; padded positions get no gradient."""
+    return per_token.masked_fill(~mask, 0.0).sum() / mask.sum()
+
+
+def token_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    T: float = 1.0,
+    divergence: str = "forward",
+    beta: float = 0.5,
+) -> torch.Tensor:
+    r"""Token-level distillation of a language model: a divergence per position, averaged per token.
+
+    With :math:`p = \mathrm{softmax}(z_t / T)` (teacher) and :math:`q = \mathrm{softmax}(z_s / T)`
+    (student) at every position,
+
+    - ``"forward"``: :math:`\mathrm{KL}(p \| q) = \sum_v p_v (\log p_v - \log q_v)`, the KL of
+      :func:`kd_loss` (Hinton et al. 2015) at every token; mass-covering;
+    - ``"reverse"``: :math:`\mathrm{KL}(q \| p)`, MiniLLM's objective (Gu et al. 2024); mode-seeking;
+    - ``"jsd"``: the generalized Jensen--Shannon divergence of GKD (Agarwal et al. 2024, eq. 2),
+      :math:`\beta\,\mathrm{KL}(p \| m) + (1-\beta)\,\mathrm{KL}(q \| m)` with
+      :math:`m = \beta p + (1-\beta) q`, as TRL's ``generalized_jsd_loss`` computes it
+      (symmetric at ``beta = 0.5``; ``0 < beta < 1``).
+
+    The divergence is multiplied by :math:`T^2` (as in :func:`kd_loss`) and averaged **per token
+    over the unmasked tokens of the whole batch**: ``sum(divergence * mask) / mask.sum()``. Padded
+    positions (``mask`` false) contribute no value and no gradient; every real token weighs the
+    same whatever the length of its sequence. ``mask=None`` counts every position.
+    Shapes: logits ``(batch, length, vocab)``, ``mask`` ``(batch, length)``.
+    """
+    _check_temperature(T)
+    _check_tokens("student_logits", student_logits)
+    _check_tokens("teacher_logits", teacher_logits)
+    if student_logits.shape != teacher_logits.shape:
+        s, t = tuple(student_logits.shape), tuple(teacher_logits.shape)
+        why = ("the vocabularies differ: teacher and student must share one tokenizer"
+               if s[:2] == t[:2] else "batch or length differ: give both models the same token ids")
+        raise ValueError(f"student_logits {s} and teacher_logits {t} do not match: {why}")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    mask = _check_mask(mask, student_logits.shape[:2])
+    log_q = F.log_softmax(student_logits / T, dim=-1)
+    log_p = F.log_softmax(teacher_logits / T, dim=-1)
+    if divergence == "forward":
+        per_token = (log_p.exp() * (log_p - log_q)).sum(-1)
+    elif divergence == "reverse":
+        per_token = (log_q.exp() * (log_q - log_p)).sum(-1)
+    else:
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0.0 < beta < 1.0:
+            raise ValueError(
+                f"beta must lie strictly between 0 and 1 for the JSD, got {beta!r} "
+                "(its limits are the two KLs: use divergence='forward' or 'reverse')"
+            )
+        log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1.0 - beta)]), dim=0)
+        kl_p_m = (log_p.exp() * (log_p - log_m)).sum(-1)
+        kl_q_m = (log_q.exp() * (log_q - log_m)).sum(-1)
+        per_token = beta * kl_p_m + (1.0 - beta) * kl_q_m
+    return _masked_token_mean(per_token, mask) * T * T
+
+
+def top_k_logits(teacher_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a top-k cache stores per token: the teacher's ``k`` largest logits and their token ids.
+
+    Returns ``(values, indices)``, each ``(..., k)``, largest first (``torch.topk``). Storage per
+    token: ``k`` values and ``k`` ids instead of ``vocab`` values.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= teacher_logits.shape[-1]:
+        raise ValueError(f"k must be an integer between 1 and the vocabulary size "
+                         f"{teacher_logits.shape[-1]}, got {k!r}")
+    values, indices = teacher_logits.topk(k, dim=-1)
+    return values, indices
+
+
+def top_k_kd_loss(
+    student_logits: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    T: float = 1.0,
+) -> torch.Tensor:
+    r"""Forward-KL token distillation from a cached top-k of the teacher's logits.
+
+    The tail (the teacher's probability outside its top ``k``) is **dropped and the kept ``k``
+    probabilities renormalised**: :math:`\tilde p = \mathrm{softmax}(\text{top\_values} / T)`
+    over the ``k`` cached entries. The student stays normalised over the whole vocabulary,
+    :math:`\log q = \mathrm{log\_softmax}(z_s / T)`, read at the cached ids. The loss is
+    :math:`T^2\,\mathrm{KL}(\tilde p \| q) = T^2 \sum_{j \le k} \tilde p_j (\log \tilde p_j - \log q_{i_j})`,
+    averaged per unmasked token like :func:`token_kd_loss`. So the student is pushed to put its
+    mass on the teacher's ``k`` candidates; ``k = vocab`` is exactly ``token_kd_loss(...,
+    divergence="forward")``, and ``k = 1`` is the cross-entropy on the teacher's arg-max (hard
+    pseudo-labels), times :math:`T^2`.
+    """
+    _check_temperature(T)
+    _check_tokens("student_logits", student_logits)
+    if not isinstance(top_values, torch.Tensor) or not isinstance(top_indices, torch.Tensor) \
+            or top_values.shape != top_indices.shape or top_values.shape[:2] != student_logits.shape[:2]:
+        raise ValueError(
+            "top_values and top_indices must both be (batch, length, k), with the batch and length of "
+            f"student_logits {tuple(student_logits.shape)}; got {getattr(top_values, 'shape', None)} and "
+            f"{getattr(top_indices, 'shape', None)} (make them with top_k_logits(teacher_logits, k))"
+        )
+    if top_indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or \
+            int(top_indices.min()) < 0 or int(top_indices.max()) >= student_logits.shape[-1]:
+        raise ValueError(f"top_indices must be integer token ids in [0, {student_logits.shape[-1] - 1}]")
+    if not torch.isfinite(top_values).all():
+        raise ValueError("top_values contains NaN or infinite values")
+    mask = _check_mask(mask, student_logits.shape[:2])
+    log_p = F.log_softmax(top_values.float() / T, dim=-1)
+    log_q = F.log_softmax(student_logits / T, dim=-1).gather(-1, top_indices.long())
+    per_token = (log_p.exp() * (log_p - log_q)).sum(-1)
+    return _masked_token_mean(per_token, mask) * T * T

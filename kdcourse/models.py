@@ -26,6 +26,7 @@ __all__ = [
     "DigitsCNN",
     "CifarCNN",
     "CifarResNet",
+    "CharTransformer",
     "feature_extractor",
     "feature_names",
     "count_parameters",
@@ -171,6 +172,66 @@ class CifarResNet(_ConvNet):
         self.head = nn.Linear(w2, num_classes)
         self.widths = tuple(widths)
         self.blocks = blocks
+
+
+class _CausalBlock(nn.Module):
+    """Pre-norm transformer block: causal self-attention, then a 4x-wide GELU MLP."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, w = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(w, dim=2)
+        q, k, v = (t.reshape(b, n, self.heads, w // self.heads).transpose(1, 2) for t in (q, k, v))
+        # is_causal: position i attends to positions <= i only, so it cannot read the next token
+        att = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(att.transpose(1, 2).reshape(b, n, w))
+        return x + self.mlp(self.norm2(x))
+
+
+class CharTransformer(nn.Module):
+    """A small causal (GPT-style) transformer over characters: ``(batch, length)`` token ids in,
+    ``(batch, length, vocab_size)`` next-token logits out.
+
+    Token and learned position embeddings, ``depth`` pre-norm blocks of causal self-attention and
+    an MLP, a final ``LayerNorm`` and the ``head`` (a linear layer to the vocabulary). Position
+    ``i`` of the output predicts token ``i + 1`` from tokens ``0..i``. Inputs longer than
+    ``context`` are refused; :func:`kdcourse.lm.generate` crops its prompt to the last ``context``.
+    """
+
+    def __init__(self, vocab_size: int, context: int = 64, width: int = 96, depth: int = 3, heads: int = 4):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
+        if min(vocab_size, context, width, depth, heads) < 1:
+            raise ValueError("vocab_size, context, width, depth and heads must all be >= 1")
+        self.vocab_size, self.context, self.width, self.depth, self.heads = vocab_size, context, width, depth, heads
+        self.tokens = nn.Embedding(vocab_size, width)
+        self.positions = nn.Embedding(context, width)
+        self.blocks = nn.Sequential(*[_CausalBlock(width, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab_size)
+
+    def architecture(self) -> dict:
+        """The keyword arguments that rebuild this model (what a checkpoint's sidecar records)."""
+        return {"vocab_size": self.vocab_size, "context": self.context, "width": self.width,
+                "depth": self.depth, "heads": self.heads}
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.dim() != 2:
+            raise ValueError(f"CharTransformer expects (batch, length) token ids, got shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.context:
+            raise ValueError(f"sequences of {ids.shape[1]} tokens exceed the context of {self.context}: "
+                             "crop them to the last `context` tokens")
+        x = self.tokens(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device))
+        return self.head(self.norm(self.blocks(x)))
 
 
 def feature_names(model: nn.Module) -> list[str]:

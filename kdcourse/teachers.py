@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .models import CifarResNet
+from .models import CharTransformer, CifarResNet
 
 __all__ = [
     "CIFAR10_TEACHER_PATH",
@@ -30,6 +30,11 @@ __all__ = [
     "CIFAR10_LOGITS_PATH",
     "CIFAR10_LOGITS_SHA256",
     "shipped_cifar10_logits",
+    "LM_TEACHER_PATH",
+    "LM_TEACHER_SHA256",
+    "load_lm_teacher",
+    "lm_teacher_info",
+    "lm_teacher_text",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -125,12 +130,17 @@ def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = T
     model = CifarResNet(
         widths=tuple(arch["widths"]), blocks=int(arch["blocks"]), num_classes=int(arch.get("num_classes", 10))
     )
+    return _load_frozen(model, path, _RESTORE)
+
+
+def _load_frozen(model: torch.nn.Module, path: Path, restore: str) -> torch.nn.Module:
+    """Load a ``state_dict`` with ``weights_only=True`` (no pickled code runs) and freeze the model."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as err:  # truncated zip, foreign pickle, wrong keys or shapes
         raise RuntimeError(f"the teacher checkpoint {path} is corrupted or modified and cannot be loaded "
-                           f"({type(err).__name__}: {err}). {_RESTORE}") from err
+                           f"({type(err).__name__}: {err}). {restore}") from err
     model.eval()
     model.requires_grad_(False)
     return model
@@ -182,3 +192,58 @@ def shipped_cifar10_logits(data_sha256: str | None) -> dict[str, torch.Tensor] |
                   for split in ("train", "test")}
     _SHIPPED_LOGITS[data_sha256] = logits
     return logits
+
+
+# ------------------------------------------------------------------ the character-level teacher (lesson 09)
+
+LM_TEACHER_PATH = ASSETS / "lm_teacher.pt"
+"""The shipped :class:`~kdcourse.models.CharTransformer` teacher (``scripts/train_lm_teacher.py``)."""
+
+LM_TEACHER_SHA256 = "5fa4091f4919c0b5ef64333e0f69a74c719871173fe7cf7afa9409e5d1647345"
+"""SHA-256 of :data:`LM_TEACHER_PATH` (update it when the teacher is retrained into the assets)."""
+
+LM_TEXT_PATH = ASSETS / "lm_teacher_text.txt"
+"""Text the shipped teacher generated (sequence-level distillation data); its SHA-256 is in the sidecar."""
+
+_LM_RESTORE = (
+    "Restore the shipped files with `git checkout kdcourse/assets/` (or reinstall kdcourse), or "
+    "re-create them with `python scripts/train_lm_teacher.py` (about 15 minutes on a laptop CPU)."
+)
+
+
+def lm_teacher_info() -> dict:
+    """The shipped character teacher's JSON sidecar (architecture, recipe, bits per character, ...)."""
+    sidecar = _sidecar(LM_TEACHER_PATH)
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"the teacher's sidecar {sidecar} is missing or corrupted ({err}). {_LM_RESTORE}") from err
+
+
+def _verify(path: Path, expected: str, what: str) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} is missing. {_LM_RESTORE}")
+    actual = _sha256(path)
+    if actual != expected:
+        raise RuntimeError(f"{what} {path} is corrupted or modified: its SHA-256 is {actual}, expected "
+                           f"{expected}. {_LM_RESTORE}")
+
+
+def load_lm_teacher() -> CharTransformer:
+    """The pretrained character-level teacher of lesson 09, frozen (CPU, ``eval()``, no gradients).
+
+    The checkpoint's SHA-256 must equal :data:`LM_TEACHER_SHA256` and the sidecar's digest; it is
+    read with ``torch.load(..., weights_only=True)``, which never runs pickled code.
+    """
+    info = lm_teacher_info()
+    if info.get("sha256") != LM_TEACHER_SHA256:
+        raise RuntimeError(f"the teacher's sidecar {_sidecar(LM_TEACHER_PATH)} records sha256 "
+                           f"{info.get('sha256')}, the package expects {LM_TEACHER_SHA256}. {_LM_RESTORE}")
+    _verify(LM_TEACHER_PATH, LM_TEACHER_SHA256, "the teacher checkpoint")
+    return _load_frozen(CharTransformer(**info["architecture"]), LM_TEACHER_PATH, _LM_RESTORE)
+
+
+def lm_teacher_text() -> str:
+    """The text the shipped teacher wrote (``lm_teacher_text.txt``), SHA-256-checked against the sidecar."""
+    _verify(LM_TEXT_PATH, lm_teacher_info()["text"]["sha256"], "the teacher's text")
+    return LM_TEXT_PATH.read_text(encoding="utf-8")

@@ -5,7 +5,9 @@ logic is testable without a browser:
 
 - :func:`temperature_explorer` -> :func:`temperature_view` (softened probabilities, entropy);
 - :func:`loss_explorer` -> :func:`loss_parts` (soft term, hard term, total of the KD loss);
-- :func:`sweep_browser` -> :func:`sweep_cell` (learning curves of one cell of an alpha x T sweep).
+- :func:`sweep_browser` -> :func:`sweep_cell` (learning curves of one cell of an alpha x T sweep);
+- :func:`sampling_browser` -> :func:`sampling_view` (lesson 09: a student's samples at one sampling
+  temperature, their diversity and the teacher's verdict on them).
 
 Every explorer returns an ``ipywidgets.VBox``: the sliders, an ``HTML`` label that states the
 current values in words ("T = 4.0, entropy = 1.23 nats") and an ``Output`` whose figure is
@@ -33,6 +35,8 @@ __all__ = [
     "loss_explorer",
     "sweep_cell",
     "sweep_browser",
+    "sampling_view",
+    "sampling_browser",
 ]
 
 DEFAULT_T_VALUES = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
@@ -440,3 +444,82 @@ def sweep_browser(histories: Mapping, metric: str = "val_acc"):
     update()
     return _box([a_slider, T_slider, label, output], {"alpha": a_slider, "T": T_slider}, label, output, view,
                 "kd-sweep-browser")
+
+
+# ------------------------------------------------------------------ sampling temperature (lesson 09)
+
+
+def sampling_view(table: Mapping, temperature: float) -> dict:
+    """One row of a sampling table: what a student writes at ``temperature``.
+
+    ``table`` maps each sampling temperature to ``{"entropy_bits": float, "teacher_bpc": float,
+    "text": str}`` (what :func:`kdcourse.lm.sample_stats` measures, plus a decoded sample).
+    Returns that row with ``temperature`` and ``label`` (the sentence the slider shows) added.
+    A temperature not in the table raises ``KeyError`` naming the ones it has.
+    """
+    if not table:
+        raise ValueError("the sampling table is empty: pass {temperature: {entropy_bits, teacher_bpc, text}}")
+    for key in table:
+        if math.isclose(float(key), float(temperature)):
+            row = dict(table[key])
+            missing = {"entropy_bits", "teacher_bpc", "text"} - set(row)
+            if missing:
+                raise ValueError(f"the row for temperature {key:g} lacks {sorted(missing)}")
+            row["temperature"] = float(key)
+            row["label"] = (f"sampling temperature {float(key):g}: the student keeps {row['entropy_bits']:.2f} bits "
+                            f"of choice per character; the teacher needs {row['teacher_bpc']:.2f} bits per "
+                            "character to explain its text (lower = more plausible to the teacher)")
+            return row
+    raise KeyError(f"no samples at temperature {temperature}; the table has {sorted(float(k) for k in table)}")
+
+
+def sampling_browser(table: Mapping, start: float = 1.0):
+    """A slider over the student's sampling temperature: its text, and the diversity / plausibility
+    trade-off (entropy of its choices against the teacher's bits per character of its samples)."""
+    import html
+
+    import ipywidgets as widgets
+
+    temps = sorted(float(k) for k in table)
+    slider = widgets.SelectionSlider(options=[(f"{t:g}", t) for t in temps],
+                                     value=min(temps, key=lambda t: abs(t - start)),
+                                     description="sampling T", style={"description_width": "initial"},
+                                     layout=widgets.Layout(width="420px"))
+    slider.add_class("kd-sampling-slider")
+    label = widgets.HTML()
+    label.add_class("kd-sampling-label")
+    output = widgets.Output()
+    output.add_class("kd-sampling-output")
+    sample = widgets.HTML()
+    sample.add_class("kd-sampling-text")
+    rows = [sampling_view(table, t) for t in temps]
+
+    def view() -> dict:
+        return sampling_view(table, slider.value)
+
+    def draw() -> plt.Figure:
+        v = view()
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.plot([r["entropy_bits"] for r in rows], [r["teacher_bpc"] for r in rows], "o-", color="tab:gray")
+        for r in rows:
+            ax.annotate(f"{r['temperature']:g}", (r["entropy_bits"], r["teacher_bpc"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.plot([v["entropy_bits"]], [v["teacher_bpc"]], "o", color="tab:red", markersize=10,
+                label=f"sampling T = {v['temperature']:g}")
+        ax.set_xlabel("entropy of the student's choices (bits per character)")
+        ax.set_ylabel("teacher's bits per character\nof the student's text")
+        ax.set_title("diversity against plausibility")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        return fig
+
+    def update(change=None) -> None:
+        v = view()
+        label.value = html.escape(v["label"])
+        sample.value = "<pre style='white-space: pre-wrap'>" + html.escape(v["text"]) + "</pre>"
+        _redraw(output, draw)
+
+    slider.observe(update, names="value")
+    update()
+    return _box([slider, label, output, sample], {"temperature": slider}, label, output, view, "kd-sampling-browser")

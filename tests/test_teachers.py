@@ -108,3 +108,50 @@ def test_teacher_accuracy_on_real_images():
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == y).float().mean().item()
     assert accuracy >= 0.75
+
+
+# ------------------------------------------------------------------ the character-level teacher (lesson 09)
+
+
+def test_lm_teacher_loads_frozen_and_matches_its_sidecar():
+    from kdcourse.text import load_text_data
+    from kdcourse.lm import bits_per_char
+
+    model = teachers.load_lm_teacher()
+    info = teachers.lm_teacher_info()
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert info["sha256"] == teachers.LM_TEACHER_SHA256
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    data = load_text_data()
+    if data.sha256 == info["corpus_sha256"]:  # the text it was measured on (Python 3.11's pydoc_data)
+        assert abs(bits_per_char(model, data.test) - info["test_bpc"]) < 1e-3
+
+
+def _lm_assets_copy(tmp_path, monkeypatch):
+    import shutil
+
+    for name in ("lm_teacher.pt", "lm_teacher.json", "lm_teacher_text.txt"):
+        shutil.copy(teachers.ASSETS / name, tmp_path / name)
+    monkeypatch.setattr(teachers, "LM_TEACHER_PATH", tmp_path / "lm_teacher.pt")
+    monkeypatch.setattr(teachers, "LM_TEXT_PATH", tmp_path / "lm_teacher_text.txt")
+    return tmp_path
+
+
+def test_corrupted_lm_teacher_is_refused(tmp_path, monkeypatch):
+    folder = _lm_assets_copy(tmp_path, monkeypatch)
+    data = bytearray((folder / "lm_teacher.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "lm_teacher.pt").write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="corrupted or modified.*train_lm_teacher"):
+        teachers.load_lm_teacher()
+
+
+def test_modified_lm_text_and_missing_files_are_explained(tmp_path, monkeypatch):
+    folder = _lm_assets_copy(tmp_path, monkeypatch)
+    assert teachers.lm_teacher_text().startswith(teachers.LM_TEXT_PATH.read_text()[:20])
+    (folder / "lm_teacher_text.txt").write_text("not what the teacher wrote")
+    with pytest.raises(RuntimeError, match="teacher's text.*corrupted or modified"):
+        teachers.lm_teacher_text()
+    (folder / "lm_teacher.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="git checkout kdcourse/assets"):
+        teachers.load_lm_teacher()

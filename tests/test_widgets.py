@@ -146,3 +146,36 @@ def test_sweep_browser_sliders_update_label(sweep):
 def test_sweep_browser_other_metric(sweep):
     box = sweep_browser(sweep, metric="train_loss")
     assert "final train loss 0.1000" in box.label.value
+
+
+# ------------------------------------------------------------------ sampling temperature (lesson 09)
+
+SAMPLING = {0.5: {"entropy_bits": 0.8, "teacher_bpc": 1.9, "text": "the the the"},
+            1.0: {"entropy_bits": 1.6, "teacher_bpc": 2.6, "text": "if x <b>"},
+            1.5: {"entropy_bits": 2.5, "teacher_bpc": 3.9, "text": "qz%"}}
+
+
+def test_sampling_view_picks_the_row_and_says_it():
+    from kdcourse.widgets import sampling_view
+
+    v = sampling_view(SAMPLING, 1.0)
+    assert v["teacher_bpc"] == 2.6 and v["temperature"] == 1.0
+    assert "1.60 bits" in v["label"] and "2.60 bits" in v["label"]
+    with pytest.raises(KeyError, match=r"\[0.5, 1.0, 1.5\]"):
+        sampling_view(SAMPLING, 2.0)
+    with pytest.raises(ValueError, match="lacks"):
+        sampling_view({1.0: {"text": ""}}, 1.0)
+
+
+def test_sampling_browser_slider_updates_label_text_and_figure():
+    from kdcourse.widgets import sampling_browser
+
+    box = sampling_browser(SAMPLING)
+    slider = box.sliders["temperature"]
+    assert "kd-sampling-slider" in slider._dom_classes and slider.value == 1.0
+    assert "&lt;b&gt;" in box.children[3].value  # the sample is escaped, shown as text
+    before = figures_open()
+    slider.value = 1.5
+    assert box.view()["entropy_bits"] == 2.5 and "2.50 bits" in box.label.value
+    assert "qz%" in box.children[3].value
+    assert figures_open() == before

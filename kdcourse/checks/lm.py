@@ -1,0 +1,304 @@
+"""Checkers for lesson 09 (distilling a language model), written as tables.
+
+Each exercise is one :class:`Exercise` entry: the reference, the fixed cases, and its known
+mistakes -- an id, the message that names it and says the fix, and a function that makes it.
+:func:`check` runs the learner's function on every case; when an output is off it finds the
+mistakes whose outputs match the learner's on every case (the fewest first) and quotes them.
+``tests/test_checks_lm.py`` runs every table: the reference passes, each mistake gets its message.
+
+The cases are batches of token logits ``(batch, length, vocab)`` with a padding mask whose
+sequences have *different* lengths (4, 2 and 5 real tokens of 5), so "forgot the mask",
+"averaged per sequence" and "averaged over the batch" give different numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from .logits import _call, _close, _fmt, _generic
+
+__all__ = [
+    "Exercise",
+    "Mistake",
+    "EXERCISES",
+    "check",
+    "check_masked_token_kd",
+    "check_reverse_kl",
+    "check_renormalize_top_k",
+]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A classic mistake: ``id``, the ``message`` (what is wrong and the fix), and ``make``, which
+    computes what a function with this mistake returns on a case's arguments."""
+
+    id: str
+    message: str
+    make: Callable
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise as data: what the learner writes and how it is checked."""
+
+    name: str
+    reference: Callable
+    cases: tuple[tuple, ...]
+    describe: Callable[[tuple], str]
+    """How a case is shown in a message (its shapes and settings, not its numbers)."""
+    mistakes: tuple[Mistake, ...] = field(default=())
+    scalar: bool = True
+    """True for a loss (one number, with a gradient to argument 0); False for a tensor output."""
+    formula: str = ""
+
+
+# ------------------------------------------------------------------ fixed inputs
+
+_G = torch.Generator().manual_seed(9)
+_STUDENT = torch.randn(3, 5, 6, generator=_G) * 2.0
+_TEACHER = torch.randn(3, 5, 6, generator=_G) * 2.5
+_MASK = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+_STUDENT_B = torch.randn(2, 4, 9, generator=_G) * 1.5
+_TEACHER_B = torch.randn(2, 4, 9, generator=_G) * 3.0
+_MASK_B = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+_FULL_B = torch.ones(2, 4, dtype=torch.bool)
+
+
+def _lengths(mask: torch.Tensor) -> str:
+    return "/".join(str(int(n)) for n in mask.sum(1))
+
+
+def _show_kd(case: tuple) -> str:
+    s, _, mask, *rest = case
+    T = f", T={rest[0]:g}" if rest else ""
+    return f"logits of shape {tuple(s.shape)}, mask with {_lengths(mask)} real tokens per sequence{T}"
+
+
+# ------------------------------------------------------------------ the masked token-level KD loss
+
+def _per_token_kl(s, t, T=1.0, reverse=False):
+    log_q, log_p = F.log_softmax(s / T, -1), F.log_softmax(t / T, -1)
+    if reverse:
+        log_p, log_q = log_q, log_p
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def _token_mean(x, mask):
+    return (x * mask).sum() / mask.sum()
+
+
+_KD_MISTAKES = (
+    Mistake("no_mask", "it averages over every position, padding included: the padded positions add their "
+            "(meaningless) KL and dilute the real tokens. Multiply the per-token KL by the mask and divide by "
+            "mask.sum(), the number of real tokens.",
+            lambda s, t, m, T: _per_token_kl(s, t, T).mean() * T * T),
+    Mistake("masked_but_all_positions", "it zeroes the padded positions but still divides by every position "
+            "(batch x length): divide by mask.sum(), the number of real tokens.",
+            lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / m.numel() * T * T),
+    Mistake("per_sequence", "it averages per sequence first, then over sequences: a token of a short sequence "
+            "then weighs more than one of a long sequence. Average per token over the whole batch: "
+            "(kl * mask).sum() / mask.sum().",
+            lambda s, t, m, T: ((_per_token_kl(s, t, T) * m).sum(1) / m.sum(1)).mean() * T * T),
+    Mistake("per_batch", "it divides the summed KL by the number of sequences (reduction=\"batchmean\" on the "
+            "flattened tokens counts rows of the batch, not tokens): divide by mask.sum(), the number of real "
+            "tokens.",
+            lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / s.shape[0] * T * T),
+    Mistake("vocab_mean", "it averages over the vocabulary too (reduction=\"mean\" on a per-class tensor): the KL "
+            "is a sum over the vocabulary, then a mean over real tokens.",
+            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) / s.shape[-1] * T * T),
+    Mistake("no_T2", "the loss is not multiplied by T^2: at T != 1 the gradients shrink like 1/T^2. Multiply by "
+            "T ** 2, as kd_loss does.",
+            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m)),
+    Mistake("reversed", "the KL is reversed: it computes KL(student || teacher). Forward token-level KD is "
+            "KL(teacher || student): the teacher's probabilities weight the log-ratio.",
+            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T, reverse=True), m) * T * T),
+    Mistake("no_temperature", "the temperature is only used as the T^2 factor: divide both models' logits by T "
+            "inside the softmaxes too.",
+            lambda s, t, m, T: _token_mean(_per_token_kl(s, t), m) * T * T),
+    Mistake("cross_entropy", "it computes the cross-entropy -sum p_t log p_s, not the KL: the two differ by the "
+            "teacher's entropy. Subtract it, or use sum p_t (log p_t - log p_s).",
+            lambda s, t, m, T: _token_mean(-(F.softmax(t / T, -1) * F.log_softmax(s / T, -1)).sum(-1), m) * T * T),
+)
+
+MASKED_TOKEN_KD = Exercise(
+    name="masked_token_kd",
+    reference=lambda s, t, m, T: losses.token_kd_loss(s, t, m, T=T),
+    cases=((_STUDENT, _TEACHER, _MASK, 1.0), (_STUDENT, _TEACHER, _MASK, 2.0),
+           (_STUDENT_B, _TEACHER_B, _MASK_B, 4.0), (_STUDENT_B, _TEACHER_B, _FULL_B, 1.0)),
+    describe=_show_kd,
+    mistakes=_KD_MISTAKES,
+    formula="T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens",
+)
+
+
+# ------------------------------------------------------------------ reverse KL
+
+_REVERSE_MISTAKES = (
+    Mistake("forward", "it computes the forward KL(teacher || student): the reverse KL weights the log-ratio by "
+            "the STUDENT's probabilities: sum q_s (log q_s - log p_t).",
+            lambda s, t, m: _token_mean(_per_token_kl(s, t), m)),
+    Mistake("no_mask", "it averages over every position, padding included: multiply by the mask and divide by "
+            "mask.sum().",
+            lambda s, t, m: _per_token_kl(s, t, reverse=True).mean()),
+    Mistake("per_sequence", "it averages per sequence first: average per token over the whole batch, "
+            "(kl * mask).sum() / mask.sum().",
+            lambda s, t, m: ((_per_token_kl(s, t, reverse=True) * m).sum(1) / m.sum(1)).mean()),
+    Mistake("sign", "it returns minus the forward KL (the teacher's probabilities weight log q_s - log p_t), a "
+            "negative number: the reverse KL is sum q_s (log q_s - log p_t), weighted by the STUDENT, and is never "
+            "negative.",
+            lambda s, t, m: _token_mean((F.softmax(t, -1) * (F.log_softmax(s, -1) - F.log_softmax(t, -1))).sum(-1), m)),
+    Mistake("student_weights_missing", "it sums the log-ratio log q_s - log p_t without weighting it by q_s: the "
+            "reverse KL is an expectation under the student, sum q_s (log q_s - log p_t).",
+            lambda s, t, m: _token_mean((F.log_softmax(s, -1) - F.log_softmax(t, -1)).sum(-1), m)),
+)
+
+REVERSE_KL = Exercise(
+    name="reverse_kl",
+    reference=lambda s, t, m: losses.token_kd_loss(s, t, m, divergence="reverse"),
+    cases=((_STUDENT, _TEACHER, _MASK), (_STUDENT_B, _TEACHER_B, _MASK_B), (_STUDENT_B, _TEACHER_B, _FULL_B)),
+    describe=_show_kd,
+    mistakes=_REVERSE_MISTAKES,
+    formula="sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number of real tokens",
+)
+
+
+# ------------------------------------------------------------------ top-k renormalisation
+
+def _top_log_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
+    return F.log_softmax(logits, -1).topk(k, dim=-1).values
+
+
+_TOPK_CASES = ((_top_log_probs(_TEACHER, 3),), (_top_log_probs(_TEACHER_B, 5),), (_top_log_probs(_TEACHER_B, 1),),
+               (_top_log_probs(torch.tensor([[[900.0, 890.0, 0.0, -5.0]]]), 2),))
+
+_TOPK_MISTAKES = (
+    Mistake("not_renormalized", "it returns exp(log-probabilities) as they are: they sum to less than 1 (the "
+            "teacher's tail outside its top k is missing). Divide by their sum over the last dimension.",
+            lambda lp: lp.exp()),
+    Mistake("tail_spread", "it spreads the tail mass evenly over the k tokens (adds (1 - sum) / k to each): that "
+            "changes their ratios. Renormalise instead: p / p.sum(-1, keepdim=True) keeps the ratios.",
+            lambda lp: lp.exp() + (1 - lp.exp().sum(-1, keepdim=True)) / lp.shape[-1]),
+    Mistake("tail_to_top", "it gives the whole tail mass to the top token: renormalise all k instead, "
+            "p / p.sum(-1, keepdim=True).",
+            lambda lp: lp.exp() + F.pad(1 - lp.exp().sum(-1, keepdim=True), (0, lp.shape[-1] - 1))),
+    Mistake("log_space", "it returns log-probabilities (a log_softmax): the exercise asks for probabilities. Take "
+            ".exp(), or use torch.softmax(top_log_probs, dim=-1).",
+            lambda lp: F.log_softmax(lp, -1)),
+    Mistake("wrong_dim", "it normalises over the wrong dimension: the k candidates of one token are on the LAST "
+            "dimension (dim=-1).",
+            lambda lp: F.softmax(lp, 0)),
+    Mistake("log_prob_ratio", "it divides the log-probabilities by their sum: renormalise the probabilities, "
+            "exp(lp) / exp(lp).sum(-1, keepdim=True).",
+            lambda lp: lp / lp.sum(-1, keepdim=True)),
+)
+
+RENORMALIZE_TOP_K = Exercise(
+    name="renormalize_top_k",
+    reference=lambda lp: torch.softmax(lp, dim=-1),
+    cases=_TOPK_CASES,
+    describe=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
+    mistakes=_TOPK_MISTAKES,
+    scalar=False,
+    formula="p_j / sum_{i <= k} p_i with p = exp(top_log_probs)",
+)
+
+EXERCISES = {e.name: e for e in (MASKED_TOKEN_KD, REVERSE_KL, RENORMALIZE_TOP_K)}
+"""Every exercise of lesson 09, by name."""
+
+
+# ------------------------------------------------------------------ the engine
+
+def _shape_message(name: str, shown: str, out, expected: torch.Tensor, scalar: bool) -> str | None:
+    if not isinstance(out, torch.Tensor):
+        hint = {True: " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow.",
+                False: ""}[isinstance(out, (float, int))]
+        if out is None:
+            hint = " Did you forget the `return` statement?"
+        return f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}"
+    if out.shape != expected.shape:
+        what = "a loss must be a scalar (shape ()): average over the real tokens" if scalar else \
+            f"expected {tuple(expected.shape)}, one value per cached candidate"
+        return f"{name}({shown}) returned shape {tuple(out.shape)}; {what}."
+    if not torch.isfinite(out).all() and torch.isfinite(expected).all():
+        return (f"{name}({shown}) returned NaN or inf where the answer is finite: with large log-probabilities "
+                "exp() overflows; use torch.softmax / log_softmax, which subtract the maximum first.")
+    return None
+
+
+def _matching(exercise: Exercise, outputs: list) -> list[Mistake]:
+    found = []
+    for mistake in exercise.mistakes:
+        try:
+            if all(_close(out, mistake.make(*case)) for out, case in zip(outputs, exercise.cases)):
+                found.append(mistake)
+        except Exception:  # a mistake that cannot be computed on these inputs explains nothing
+            continue
+    return found
+
+
+def check(exercise: Exercise | str, fn: Callable) -> None:
+    """Run ``fn`` on every case of ``exercise``; print one line when right, else raise
+    ``AssertionError`` naming the mistake that reproduces the learner's outputs."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    exercise = EXERCISES[exercise] if isinstance(exercise, str) else exercise
+    name = getattr(fn, "__name__", None) or exercise.name
+    outputs, expected = [], []
+    for case in exercise.cases:
+        shown = exercise.describe(case)
+        out = _call(fn, name, case, shown)
+        ref = exercise.reference(*case)
+        problem = _shape_message(name, shown, out, ref, exercise.scalar)
+        if problem:
+            raise AssertionError(problem)
+        outputs.append(out)
+        expected.append(ref)
+    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
+    if wrong:
+        i = wrong[0]
+        shown = exercise.describe(exercise.cases[i])
+        found = _matching(exercise, outputs)
+        if not found:
+            raise AssertionError(_generic(name, shown, expected[i], outputs[i]) +
+                                 (f"\n  The formula: {exercise.formula}." if exercise.formula else ""))
+        numbers = f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
+        raise AssertionError(f"{name}: {found[0].message}{numbers}")
+    if exercise.scalar:
+        case = exercise.cases[0]
+        s = case[0].clone().requires_grad_(True)
+        out = _call(fn, name, (s, *case[1:]), exercise.describe(case))
+        if not out.requires_grad:
+            raise AssertionError(
+                f"{name} returns the right value but no gradient flows back to the student's logits: did you use "
+                ".detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.")
+        out.backward()
+        padded = ~case[2]
+        if s.grad[padded].abs().max() > 0:
+            raise AssertionError(f"{name} returns the right value, but padded positions receive a gradient: "
+                                 "mask the per-token values (multiply by the mask) before summing.")
+    print(f"✓ {name} matches the reference on {len(exercise.cases)} cases"
+          + (" and passes gradients to the real tokens only." if exercise.scalar else "."))
+
+
+def check_masked_token_kd(fn: Callable) -> None:
+    """Check ``fn(student_logits, teacher_logits, mask, T)`` against ``token_kd_loss(..., T=T)``."""
+    __tracebackhide__ = True
+    check(MASKED_TOKEN_KD, fn)
+
+
+def check_reverse_kl(fn: Callable) -> None:
+    """Check ``fn(student_logits, teacher_logits, mask)`` against ``token_kd_loss(..., divergence="reverse")``."""
+    __tracebackhide__ = True
+    check(REVERSE_KL, fn)
+
+
+def check_renormalize_top_k(fn: Callable) -> None:
+    """Check ``fn(top_log_probs)`` (``(..., k)`` cached log-probabilities) returns them renormalised."""
+    __tracebackhide__ = True
+    check(RENORMALIZE_TOP_K, fn)
+
