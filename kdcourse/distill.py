@@ -75,7 +75,9 @@ class LossTerm:
 
     ``features`` names the intermediate features ``fn`` reads from both outputs (besides
     ``"logits"``); ``module`` holds trainable parameters the term owns (e.g. the FitNets
-    regressor), which the optimizer then trains along with the student.
+    regressor), which the optimizer then trains along with the student. ``warmup_epochs``
+    ramps the weight in linearly: ``weight * min(epoch / warmup_epochs, 1)`` in epoch 1, 2, ...
+    (mdistiller's DKD warm-up); 0 means the full weight from the start.
     """
 
     name: str
@@ -84,6 +86,13 @@ class LossTerm:
     features: tuple[str, ...] = ()
     module: nn.Module | None = None
     needs_teacher: bool = True
+    warmup_epochs: int = 0
+
+    def weight_at(self, epoch: int) -> float:
+        """The weight in (1-based) ``epoch``, after the warm-up ramp."""
+        if self.warmup_epochs <= 0:
+            return self.weight
+        return self.weight * min(max(epoch, 1) / self.warmup_epochs, 1.0)
 
 
 # ------------------------------------------------------------------ terms for each method
@@ -214,6 +223,7 @@ def method_terms(
     alpha: float = 0.9,
     feature: str | None = None,
     weights: dict[str, float] | None = None,
+    dkd_warmup: int = 0,
 ) -> list[LossTerm]:
     """The loss terms of a named method.
 
@@ -226,7 +236,9 @@ def method_terms(
     - ``kd+at`` etc.: the KD terms plus the other method's extra term.
 
     ``feature`` picks the layer for hint / AT / RKD / SP (default: ``layer2`` for hint and AT,
-    ``embedding`` for relations); ``weights`` overrides :data:`DEFAULT_WEIGHTS`.
+    ``embedding`` for relations); ``weights`` overrides :data:`DEFAULT_WEIGHTS`. ``dkd_warmup``
+    ramps the DKD term in over that many epochs, as mdistiller does (``DKD.WARMUP = 20`` of its
+    240 CIFAR-100 epochs); pass the terms to :func:`train` with ``terms=``.
     """
     parts = [p.strip().lower() for p in method.split("+") if p.strip()]
     unknown = [p for p in parts if p not in METHODS]
@@ -262,7 +274,8 @@ def method_terms(
         elif part == "sp":
             terms.append(_feature_term("sp", w["sp"], layer, losses.similarity_preserving_loss))
         elif part == "dkd":
-            terms.append(LossTerm("dkd", w["dkd"], lambda s, t, y: _dkd_labeled(s["logits"], t["logits"], y, T)))
+            terms.append(LossTerm("dkd", w["dkd"], lambda s, t, y: _dkd_labeled(s["logits"], t["logits"], y, T),
+                                  warmup_epochs=int(dkd_warmup)))
     return terms
 
 
@@ -290,6 +303,7 @@ class Distiller(nn.Module):
         if any(term.needs_teacher for term in self.terms) and teacher is None:
             raise ValueError("these loss terms need a teacher, but teacher is None")
         self.student = student
+        self.epoch = 1  # set by train(); ramps the weights of terms with a warm-up
         self.teacher = freeze(teacher) if teacher is not None else None
         self.extra = nn.ModuleList([t.module for t in self.terms if t.module is not None])
         self.features = tuple(sorted({f for t in self.terms for f in t.features}))
@@ -338,7 +352,7 @@ class Distiller(nn.Module):
             if term.weight == 0:
                 continue
             value = term.fn(s, t, y)
-            total = total + term.weight * value
+            total = total + term.weight_at(self.epoch) * value
             parts[term.name] = float(value.detach())
         return total, parts, s["logits"]
 
@@ -515,8 +529,9 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     view_generator = torch.Generator().manual_seed(seed + 1_000_003) if teacher_views is not None else None
     bar = tqdm(range(epochs), desc=name if teacher is not None else "training", disable=not progress_enabled(progress), leave=False)
-    for _ in bar:
+    for epoch in bar:
         start = time.perf_counter()
+        distiller.epoch = epoch + 1
         distiller.train()
         order = torch.randperm(len(y_train), generator=generator)
         total, correct, labeled, sums = 0.0, 0, 0, {}

@@ -40,22 +40,43 @@ __all__ = [
 # ---------------------------------------------------------------- input checks
 
 
-def _check_temperature(T: float) -> None:
-    if isinstance(T, torch.Tensor):
-        T = float(T)
-    if not isinstance(T, (int, float)) or not math.isfinite(T) or T <= 0:
+def _as_number(name: str, x) -> float | None:
+    """``x`` as a Python float when it is a real number: ``int``, ``float``, a NumPy scalar or a
+    one-element (e.g. 0-d) torch tensor. Booleans are not numbers here: ``None`` for anything else."""
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1 or x.dtype == torch.bool or x.is_complex():
+            return None
+        return float(x)
+    if isinstance(x, bool) or type(x).__name__ == "bool_":  # Python and NumPy booleans
+        return None
+    if isinstance(x, (int, float)):
+        return float(x)
+    if type(x).__module__ == "numpy" and hasattr(x, "dtype") and getattr(x, "shape", None) == () \
+            and x.dtype.kind in "iuf":
+        return float(x)
+    return None
+
+
+def _check_temperature(T) -> float:
+    """``T`` as a float; ``ValueError`` unless it is a finite number > 0 (not a boolean)."""
+    value = _as_number("T", T)
+    if value is None or not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"The temperature T must be a finite number > 0, got {T!r}. "
             "T = 1 is the ordinary softmax; distillation typically uses T between 2 and 20."
         )
+    return value
 
 
-def _check_alpha(alpha: float) -> None:
-    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+def _check_alpha(alpha) -> float:
+    """``alpha`` as a float; ``ValueError`` unless it is a number in [0, 1] (not a boolean)."""
+    value = _as_number("alpha", alpha)
+    if value is None or not 0.0 <= value <= 1.0:
         raise ValueError(
             f"alpha must lie in [0, 1], got {alpha!r}. In this course alpha weights the soft "
             "(distillation) term and 1 - alpha the hard-label cross-entropy."
         )
+    return value
 
 
 def _check_batch(name: str, x: torch.Tensor, ndim: int | tuple[int, ...] | None = None) -> None:
@@ -138,7 +159,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     alone shrinks like :math:`1/T^2`, sec. 2 of the paper). The teacher's distribution is the
     target: KL(teacher || student), not the reverse.
     """
-    _check_temperature(T)
+    T = _check_temperature(T)
     _check_logits(student_logits, teacher_logits)
     log_p_student = F.log_softmax(student_logits / T, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits / T, dim=1)
@@ -160,11 +181,19 @@ def distillation_loss(
     ``alpha`` weights the soft (distillation) term. ``alpha = 0`` is plain training on labels;
     ``alpha = 1`` learns from the teacher alone. The cross-entropy uses ``T = 1``.
     """
-    _check_alpha(alpha)
+    alpha = _check_alpha(alpha)
     soft = kd_loss(student_logits, teacher_logits, T)
     _check_targets(targets, student_logits)
     hard = F.cross_entropy(student_logits, targets.long())
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def _log_binary(z: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """``log (p_target, 1 - p_target)`` of ``softmax(z)``, shape ``(N, 2)``, computed in log space."""
+    log_norm = torch.logsumexp(z, dim=1)
+    log_target = z[target_mask] - log_norm
+    log_rest = torch.logsumexp(z.masked_fill(target_mask, float("-inf")), dim=1) - log_norm
+    return torch.stack([log_target, log_rest], dim=1)
 
 
 def dkd_loss(
@@ -185,18 +214,18 @@ def dkd_loss(
     ``TCKD + (1 - p_t^{target}) * NCKD``: DKD lets NCKD keep its weight when the teacher is
     confident.
     """
-    _check_temperature(T)
+    T = _check_temperature(T)
     _check_logits(student_logits, teacher_logits)
     _check_targets(targets, student_logits)
     if alpha < 0 or beta < 0:
         raise ValueError(f"DKD weights must be >= 0, got alpha={alpha}, beta={beta}")
     target_mask = F.one_hot(targets.long(), student_logits.shape[1]).bool()
-    p_s = F.softmax(student_logits / T, dim=1)
-    p_t = F.softmax(teacher_logits / T, dim=1)
-    # binary distributions b = (p_target, 1 - p_target)
-    b_s = torch.stack([(p_s * target_mask).sum(1), (p_s * ~target_mask).sum(1)], dim=1)
-    b_t = torch.stack([(p_t * target_mask).sum(1), (p_t * ~target_mask).sum(1)], dim=1)
-    tckd = F.kl_div(b_s.clamp_min(1e-12).log(), b_t, reduction="batchmean") * T * T
+    # binary distributions b = (p_target, 1 - p_target), in log space: log p_target is the
+    # log-softmax at the target, log(1 - p_target) the log-sum-exp of the other logits minus that
+    # of all. Exact even where a probability underflows (clamping p at 1e-12 before the log is not).
+    log_b_s = _log_binary(student_logits / T, target_mask)
+    log_b_t = _log_binary(teacher_logits / T, target_mask)
+    tckd = F.kl_div(log_b_s, log_b_t, reduction="batchmean", log_target=True) * T * T
     # distributions over the non-target classes: push the target logit to -inf
     masked_s = (student_logits / T).masked_fill(target_mask, float("-inf"))
     masked_t = (teacher_logits / T).masked_fill(target_mask, float("-inf"))

@@ -139,3 +139,27 @@ def test_diverging_training_is_reported(digits):
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(fresh_student(), small, terms=[LossTerm("bad", 1.0, explode, needs_teacher=False)], epochs=1,
               progress=False)
+
+
+def test_dkd_warmup_ramps_the_weight_like_mdistiller():
+    from kdcourse.distill import LossTerm
+
+    term = LossTerm("dkd", 2.0, lambda s, t, y: torch.zeros(()), warmup_epochs=20)
+    assert [term.weight_at(e) for e in (1, 10, 20, 40)] == [0.1, 1.0, 2.0, 2.0]
+    assert LossTerm("kd", 2.0, lambda s, t, y: torch.zeros(())).weight_at(1) == 2.0
+
+
+def test_dkd_warmup_reaches_the_loss():
+    from kdcourse.distill import Distiller, method_terms
+    from kdcourse.models import MLP
+
+    torch.manual_seed(0)
+    student, teacher = MLP(64, (8,)), MLP(64, (16,))
+    x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
+    full = Distiller(student, teacher, method_terms("dkd", student=student, teacher=teacher))
+    ramped = Distiller(student, teacher, method_terms("dkd", student=student, teacher=teacher, dkd_warmup=4))
+    total_full, parts, _ = full.compute_loss(x, y)
+    total_ramped, _, _ = ramped.compute_loss(x, y)  # epoch 1 of 4: a quarter of the DKD term
+    assert float(total_ramped.detach()) == pytest.approx(parts["ce"] + parts["dkd"] / 4, rel=1e-5)
+    ramped.epoch = 4
+    assert float(ramped.compute_loss(x, y)[0].detach()) == pytest.approx(float(total_full.detach()), rel=1e-6)

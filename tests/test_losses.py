@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -238,3 +240,58 @@ def test_non_finite_and_empty():
         L.kd_loss(torch.zeros(0, 3), torch.zeros(0, 3))
     with pytest.raises(ValueError, match="floating-point"):
         L.kd_loss(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3))
+
+
+# ------------------------------------------------------------------ scalars and DKD in log space
+
+
+@pytest.mark.parametrize("T", [np.float32(2.0), np.float64(2.0), np.int64(2), torch.tensor(2.0), 2, 2.0])
+def test_temperature_accepts_numpy_and_0d_torch_scalars(T):
+    s, t = torch.randn(3, 5, generator=torch.Generator().manual_seed(0)), torch.randn(3, 5)
+    assert torch.allclose(L.kd_loss(s, t, T), L.kd_loss(s, t, 2.0))
+    y = torch.tensor([0, 1, 2])
+    assert torch.allclose(L.distillation_loss(s, t, y, T=T, alpha=np.float32(0.5)),
+                          L.distillation_loss(s, t, y, T=2.0, alpha=0.5))
+
+
+@pytest.mark.parametrize("bad", [True, False, np.bool_(True), torch.tensor(True), torch.tensor([1.0, 2.0]), "4"])
+def test_booleans_and_non_scalars_are_not_temperatures_or_alphas(bad):
+    s, t = torch.randn(3, 5), torch.randn(3, 5)
+    with pytest.raises(ValueError, match="temperature T must be"):
+        L.kd_loss(s, t, bad)
+    with pytest.raises(ValueError, match="alpha must lie"):
+        L.distillation_loss(s, t, torch.tensor([0, 1, 2]), T=2.0, alpha=bad)
+
+
+def _exact_tckd(s, t, y, T):
+    """TCKD in float64 from log-sum-exps, for one row."""
+    s, t = s.double() / T, t.double() / T
+    def log_binary(z):
+        norm = torch.logsumexp(z, 0)
+        rest = torch.cat([z[:y], z[y + 1:]])
+        return torch.stack([z[y] - norm, torch.logsumexp(rest, 0) - norm])
+    ls, lt = log_binary(s), log_binary(t)
+    return float((lt.exp() * (lt - ls)).sum()) * T * T
+
+
+def test_dkd_tckd_is_exact_when_a_probability_underflows():
+    s = torch.tensor([[0.0, 80.0, 1.0]])  # the student gives the target class 0 about e^-80
+    t = torch.tensor([[0.0, 0.5, 1.0]])
+    y = torch.tensor([0])
+    exact = _exact_tckd(s[0], t[0], 0, 1.0)
+    assert exact == pytest.approx(14.425, abs=1e-3)
+    assert float(L.dkd_loss(s, t, y, T=1.0, beta=0.0)) == pytest.approx(exact, rel=1e-5)
+    # clamping the probability at 1e-12 before the log, the old way, gives a third of it
+    p = torch.softmax(s, 1)
+    clamped = torch.nn.functional.kl_div(torch.stack([p[:, 0], 1 - p[:, 0]], 1).clamp_min(1e-12).log(),
+                                         torch.stack([torch.softmax(t, 1)[:, 0], 1 - torch.softmax(t, 1)[:, 0]], 1),
+                                         reduction="batchmean")
+    assert float(clamped) < exact / 2
+
+
+def test_dkd_tckd_matches_the_probability_form_on_ordinary_logits():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(6, 10, generator=g) * 2, torch.randn(6, 10, generator=g) * 2
+    y = torch.randint(0, 10, (6,), generator=g)
+    expected = sum(_exact_tckd(s[i], t[i], int(y[i]), 4.0) for i in range(6)) / 6
+    assert float(L.dkd_loss(s, t, y, T=4.0, beta=0.0)) == pytest.approx(expected, rel=1e-5)
