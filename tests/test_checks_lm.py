@@ -61,5 +61,29 @@ def test_gradient_into_padding_is_caught():
 
 
 def test_unknown_error_is_generic_with_formula():
-    with pytest.raises(AssertionError, match="No classic mistake.*formula"):
+    with pytest.raises(AssertionError, match="(?s)No classic mistake.*formula"):
         lm.check_renormalize_top_k(lambda lp: F.softmax(lp * 2, -1))
+
+
+def test_a_detached_student_weight_is_caught_by_the_gradient():
+    def half_detached(s, t, m):  # the right value, but q_s is a constant weight: a wrong gradient
+        log_q, log_p = F.log_softmax(s, -1), F.log_softmax(t, -1)
+        per = (log_q.exp().detach() * (log_q - log_p)).sum(-1)
+        return (per * m).sum() / m.sum()
+
+    with pytest.raises(AssertionError, match="gradient with respect to the student's logits is not"):
+        lm.check_reverse_kl(half_detached)
+
+
+def test_kl_div_without_log_target_is_explained():
+    def no_log_target(s, t, m, T):
+        per = F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), reduction="none").sum(-1)
+        return (per * m).sum() / m.sum() * T**2
+
+    with pytest.raises(AssertionError, match="log_target=True"):
+        lm.check_masked_token_kd(no_log_target)
+
+
+def test_tensor_outputs_show_a_row_when_unexplained():
+    with pytest.raises(AssertionError, match=r"in row \d+ of the flattened output: got \[.*\(sum"):
+        lm.check_renormalize_top_k(lambda lp: F.softmax(-lp, -1))

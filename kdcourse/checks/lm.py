@@ -56,6 +56,9 @@ class Exercise:
     scalar: bool = True
     """True for a loss (one number, with a gradient to argument 0); False for a tensor output."""
     formula: str = ""
+    nan_hint: str = ("a log of zero or of a negative number, or an exp() that overflows: work with "
+                     "torch.log_softmax / torch.softmax, which are stable")
+    """What usually produces NaN or inf in this exercise when the answer is finite."""
 
 
 # ------------------------------------------------------------------ fixed inputs
@@ -124,6 +127,20 @@ _KD_MISTAKES = (
     Mistake("cross_entropy", "it computes the cross-entropy -sum p_t log p_s, not the KL: the two differ by the "
             "teacher's entropy. Subtract it, or use sum p_t (log p_t - log p_s).",
             lambda s, t, m, T: _token_mean(-(F.softmax(t / T, -1) * F.log_softmax(s / T, -1)).sum(-1), m) * T * T),
+    Mistake("inverted_mask", "it keeps the padded positions and drops the real tokens (e.g. masked_fill(mask, 0), "
+            "which zeroes where the mask is TRUE): mask is true for real tokens, so zero where it is false: "
+            "masked_fill(~mask, 0), or multiply by the mask.",
+            lambda s, t, m, T: (_per_token_kl(s, t, T) * ~m).sum() / m.sum() * T * T),
+    Mistake("sum", "it sums the per-token KL over the real tokens without dividing by their number: divide by "
+            "mask.sum().",
+            lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() * T * T),
+    Mistake("T_not_T2", "it multiplies by T instead of T^2: the gradient of the softened KL shrinks like 1/T^2, "
+            "so the factor is T ** 2.",
+            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) * T),
+    Mistake("wrong_dim", "its softmaxes run over the wrong dimension: the vocabulary is the LAST dimension of "
+            "(batch, length, vocab) logits: use dim=-1.",
+            lambda s, t, m, T: _token_mean((F.softmax(t / T, 1) * (F.log_softmax(t / T, 1) - F.log_softmax(s / T, 1)))
+                                           .sum(-1), m) * T * T),
 )
 
 MASKED_TOKEN_KD = Exercise(
@@ -133,6 +150,8 @@ MASKED_TOKEN_KD = Exercise(
            (_STUDENT_B, _TEACHER_B, _MASK_B, 4.0), (_STUDENT_B, _TEACHER_B, _FULL_B, 1.0)),
     describe=_show_kd,
     mistakes=_KD_MISTAKES,
+    nan_hint=("usually F.kl_div given log-probabilities as its target without log_target=True: it then "
+              "takes the log of negative numbers. Pass log_target=True, or give it probabilities"),
     formula="T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens",
 )
 
@@ -153,6 +172,20 @@ _REVERSE_MISTAKES = (
             "negative number: the reverse KL is sum q_s (log q_s - log p_t), weighted by the STUDENT, and is never "
             "negative.",
             lambda s, t, m: _token_mean((F.softmax(t, -1) * (F.log_softmax(s, -1) - F.log_softmax(t, -1))).sum(-1), m)),
+    Mistake("masked_but_all_positions", "it zeroes the padded positions but divides by every position (batch x "
+            "length): divide by mask.sum(), the number of real tokens.",
+            lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / m.numel()),
+    Mistake("per_batch", "it divides the summed KL by the number of sequences: divide by mask.sum(), the number "
+            "of real tokens.",
+            lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / s.shape[0]),
+    Mistake("sum", "it sums the per-token KL without dividing by the number of real tokens: divide by mask.sum().",
+            lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum()),
+    Mistake("vocab_mean", "it averages over the vocabulary too: the KL is a sum over the vocabulary, then a mean "
+            "over real tokens.",
+            lambda s, t, m: _token_mean(_per_token_kl(s, t, reverse=True), m) / s.shape[-1]),
+    Mistake("cross_entropy", "it computes the cross-entropy -sum q_s log p_t, not the KL: add the student's "
+            "sum q_s log q_s (the negative entropy), i.e. use sum q_s (log q_s - log p_t).",
+            lambda s, t, m: _token_mean(-(F.softmax(s, -1) * F.log_softmax(t, -1)).sum(-1), m)),
     Mistake("student_weights_missing", "it sums the log-ratio log q_s - log p_t without weighting it by q_s: the "
             "reverse KL is an expectation under the student, sum q_s (log q_s - log p_t).",
             lambda s, t, m: _token_mean((F.log_softmax(s, -1) - F.log_softmax(t, -1)).sum(-1), m)),
@@ -164,6 +197,8 @@ REVERSE_KL = Exercise(
     cases=((_STUDENT, _TEACHER, _MASK), (_STUDENT_B, _TEACHER_B, _MASK_B), (_STUDENT_B, _TEACHER_B, _FULL_B)),
     describe=_show_kd,
     mistakes=_REVERSE_MISTAKES,
+    nan_hint=("usually F.kl_div given log-probabilities as its target without log_target=True: it then "
+              "takes the log of negative numbers. Pass log_target=True, or give it probabilities"),
     formula="sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number of real tokens",
 )
 
@@ -214,7 +249,7 @@ EXERCISES = {e.name: e for e in (MASKED_TOKEN_KD, REVERSE_KL, RENORMALIZE_TOP_K)
 
 # ------------------------------------------------------------------ the engine
 
-def _shape_message(name: str, shown: str, out, expected: torch.Tensor, scalar: bool) -> str | None:
+def _shape_message(name: str, shown: str, out, expected: torch.Tensor, scalar: bool, nan_hint: str) -> str | None:
     if not isinstance(out, torch.Tensor):
         hint = {True: " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow.",
                 False: ""}[isinstance(out, (float, int))]
@@ -226,8 +261,7 @@ def _shape_message(name: str, shown: str, out, expected: torch.Tensor, scalar: b
             f"expected {tuple(expected.shape)}, one value per cached candidate"
         return f"{name}({shown}) returned shape {tuple(out.shape)}; {what}."
     if not torch.isfinite(out).all() and torch.isfinite(expected).all():
-        return (f"{name}({shown}) returned NaN or inf where the answer is finite: with large log-probabilities "
-                "exp() overflows; use torch.softmax / log_softmax, which subtract the maximum first.")
+        return f"{name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}."
     return None
 
 
@@ -253,7 +287,7 @@ def check(exercise: Exercise | str, fn: Callable) -> None:
         shown = exercise.describe(case)
         out = _call(fn, name, case, shown)
         ref = exercise.reference(*case)
-        problem = _shape_message(name, shown, out, ref, exercise.scalar)
+        problem = _shape_message(name, shown, out, ref, exercise.scalar, exercise.nan_hint)
         if problem:
             raise AssertionError(problem)
         outputs.append(out)
@@ -264,8 +298,15 @@ def check(exercise: Exercise | str, fn: Callable) -> None:
         shown = exercise.describe(exercise.cases[i])
         found = _matching(exercise, outputs)
         if not found:
-            raise AssertionError(_generic(name, shown, expected[i], outputs[i]) +
-                                 (f"\n  The formula: {exercise.formula}." if exercise.formula else ""))
+            formula = f"\n  The formula: {exercise.formula}." if exercise.formula else ""
+            if exercise.scalar:
+                raise AssertionError(_generic(name, shown, expected[i], outputs[i]) + formula)
+            got, want = outputs[i].detach().reshape(-1, outputs[i].shape[-1]), expected[i].reshape(-1, expected[i].shape[-1])
+            row = int((got - want).abs().amax(-1).argmax())
+            raise AssertionError(
+                f"{name}({shown}) returned the right shape but other values; in row {row} of the flattened "
+                f"output: got {_fmt(got[row])} (sum {float(got[row].sum()):.4g}), expected {_fmt(want[row])} "
+                f"(sum {float(want[row].sum()):.4g}). No classic mistake explains this." + formula)
         numbers = f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
         raise AssertionError(f"{name}: {found[0].message}{numbers}")
     if exercise.scalar:
@@ -281,8 +322,16 @@ def check(exercise: Exercise | str, fn: Callable) -> None:
         if s.grad[padded].abs().max() > 0:
             raise AssertionError(f"{name} returns the right value, but padded positions receive a gradient: "
                                  "mask the per-token values (multiply by the mask) before summing.")
+        s_ref = case[0].clone().requires_grad_(True)
+        exercise.reference(s_ref, *case[1:]).backward()
+        if not _close(s.grad, s_ref.grad):
+            raise AssertionError(
+                f"{name} returns the right value, but its gradient with respect to the student's logits is not "
+                f"the loss's (norm {float(s.grad.norm()):.3g}, expected {float(s_ref.grad.norm()):.3g}): part of "
+                "the student's computation is detached (.detach(), .data, or a value computed under no_grad), "
+                "so training would follow the wrong direction. Keep every student term in the graph.")
     print(f"✓ {name} matches the reference on {len(exercise.cases)} cases"
-          + (" and passes gradients to the real tokens only." if exercise.scalar else "."))
+          + (", and its gradient reaches the real tokens only, as the reference's does." if exercise.scalar else "."))
 
 
 def check_masked_token_kd(fn: Callable) -> None:
