@@ -25,6 +25,7 @@ __all__ = [
     "hint_loss",
     "attention_map",
     "attention_transfer_loss",
+    "multi_stage_attention_loss",
     "pairwise_distances",
     "rkd_distance_loss",
     "rkd_angle_loss",
@@ -308,6 +309,26 @@ def attention_transfer_loss(
         )
     diff = attention_map(student_feature, p) - attention_map(teacher_feature, p)
     return diff.pow(2).mean()
+
+
+def multi_stage_attention_loss(
+    student_features, teacher_features, p: float = 2.0
+) -> torch.Tensor:
+    r"""Attention transfer at several stages at once (Zagoruyko & Komodakis 2017, eq. 2, summed over
+    the pairs :math:`j` of layers): :math:`\sum_j L_{AT}(S_j, T_j)`.
+
+    ``student_features`` and ``teacher_features`` are sequences of feature maps, paired by
+    position (stage 1 with stage 1, ...). The sum over stages, each averaged as in
+    :func:`attention_transfer_loss`, is what the authors' code and RepDistiller's ``Attention``
+    compute before their weight (:math:`\beta/2`, ``1000`` in :data:`kdcourse.distill.DEFAULT_WEIGHTS`).
+    """
+    student_features, teacher_features = list(student_features), list(teacher_features)
+    if not student_features or len(student_features) != len(teacher_features):
+        raise ValueError(
+            f"pass one or more feature maps per model, paired by stage: got {len(student_features)} student and "
+            f"{len(teacher_features)} teacher maps"
+        )
+    return sum(attention_transfer_loss(s, t, p) for s, t in zip(student_features, teacher_features))
 
 
 # ---------------------------------------------------------------- relation distillation

@@ -295,3 +295,18 @@ def test_dkd_tckd_matches_the_probability_form_on_ordinary_logits():
     y = torch.randint(0, 10, (6,), generator=g)
     expected = sum(_exact_tckd(s[i], t[i], int(y[i]), 4.0) for i in range(6)) / 6
     assert float(L.dkd_loss(s, t, y, T=4.0, beta=0.0)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_multi_stage_attention_is_the_sum_over_stages():
+    g = torch.Generator().manual_seed(4)
+    s1, t1 = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 16, 8, 8, generator=g)
+    s2, t2 = torch.randn(3, 8, 4, 4, generator=g), torch.randn(3, 32, 4, 4, generator=g)
+    total = L.multi_stage_attention_loss([s1, s2], [t1, t2])
+    assert torch.allclose(total, L.attention_transfer_loss(s1, t1) + L.attention_transfer_loss(s2, t2))
+    # by hand, RepDistiller's form: normalize(f.pow(2).mean(1).view(n, -1)), squared difference, mean
+    def at(f):
+        return F.normalize(f.pow(2).mean(1).view(f.size(0), -1))
+    by_hand = sum((at(a) - at(b)).pow(2).mean() for a, b in [(s1, t1), (s2, t2)])
+    assert torch.allclose(total, by_hand, atol=1e-7)
+    with pytest.raises(ValueError, match="paired by stage"):
+        L.multi_stage_attention_loss([s1, s2], [t1])
