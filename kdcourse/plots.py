@@ -23,6 +23,7 @@ __all__ = [
     "gain_vs_size",
     "matrix_row",
     "paired_gains",
+    "reliability_diagram",
 ]
 
 
@@ -291,4 +292,45 @@ def paired_gains(differences: Mapping[str, Sequence[float]], unit: float = 100.0
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def reliability_diagram(bins_by_name: Mapping[str, Mapping], ax=None, title: str | None = None,
+                        ece: Mapping[str, float] | None = None):
+    """A reliability diagram (Guo et al. 2017, fig. 1; Stanton et al. 2021): for each model, the
+    accuracy of each confidence bin against the bin's mean confidence, one line with markers per
+    model, over the diagonal of perfect calibration (accuracy = confidence). Points below the
+    diagonal: overconfident; above it: underconfident.
+
+    ``bins_by_name`` maps a model's name to the output of
+    :func:`kdcourse.calibration.reliability_bins`; empty bins are skipped. A disc behind each
+    marker has an area proportional to the share of the model's rows in its bin, so a bin of three
+    images does not look as solid as one of three hundred. ``ece`` optionally maps names to their
+    expected calibration error, written in the legend. Both axes run from 0 to 1.
+    """
+    if not bins_by_name:
+        raise ValueError("bins_by_name is empty: pass {name: reliability_bins(probs, targets)} for each model")
+    fig, ax = _axes(ax, figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], color="tab:gray", ls="--", lw=1, label="perfect calibration")
+    for name, bins in bins_by_name.items():
+        missing = {"confidence", "accuracy", "count"} - set(bins)
+        if missing:
+            raise ValueError(f"the bins of {name!r} lack {sorted(missing)}: pass reliability_bins(...)'s output")
+        count = np.asarray(bins["count"], dtype=float)
+        filled = count > 0
+        conf = np.asarray(bins["confidence"], dtype=float)[filled]
+        acc = np.asarray(bins["accuracy"], dtype=float)[filled]
+        label = name if not ece or name not in ece else f"{name} (ECE {ece[name]:.3f})"
+        (line,) = ax.plot(conf, acc, marker="o", ms=3, lw=1, alpha=0.9, label=label)
+        share = count[filled] / max(count.sum(), 1.0)
+        ax.scatter(conf, acc, s=600 * share, color=line.get_color(), alpha=0.3, clip_on=False,
+                   zorder=line.get_zorder())
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("confidence (mean of the largest probability in the bin)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title(title if title is not None else "Reliability diagram", pad=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
     return fig
