@@ -36,9 +36,12 @@ $(STAMP): pyproject.toml
 lab: venv
 	$(BIN)/jupyter lab lessons/
 
-# One pytest call, so an empty solutions/ is not a "no tests collected" failure.
+# One pytest call, so an empty solutions/ is not a "no tests collected" failure. Two workers
+# (pytest-xdist): every lesson runs on one thread, so two notebooks run at once on two cores;
+# --dist loadscope keeps all cells of one notebook on one worker (they share its kernel).
+PYTEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest tests --ignore=tests/browser $(SOLUTIONS) $(NBVAL)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope tests --ignore=tests/browser $(SOLUTIONS) $(NBVAL)
 
 lessons: venv
 	$(BIN)/python -m kdcourse.exercises
