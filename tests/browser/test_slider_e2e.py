@@ -96,3 +96,53 @@ def test_solution_01_temperature_slider_redraws_plot(lab, lab_root, page):
         print(f"Run All Cells took {seconds:.0f} s")
         move_and_check(page, SliderWidget(page, "kd-temperature", T_LABEL), "slider")
     print(f"screenshot: {ARTIFACTS / 'slider_after.png'}")
+
+
+# ------------------------------------------------------------------ every other slider of the course
+
+def _widget_notebook(lab_root, name: str, source: str) -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, lab_root / f"{name}.ipynb")
+    return f"{name}.ipynb"
+
+
+LOSS_EXPLORER = (  # lesson 02's alpha/T explorer
+    "from kdcourse.widgets import loss_explorer\n"
+    "loss_explorer([2.0, 0.5, 0.0, -1.0], [5.0, 2.0, 0.5, -2.0], target=0, class_names=list('abcd'))")
+SWEEP_BROWSER = (  # lesson 04's sweep browser, over a synthetic sweep of two seeds
+    "from kdcourse.distill import History\n"
+    "from kdcourse.widgets import sweep_browser\n"
+    "curve = lambda a, T, s: [0.5 + 0.1 * e + 0.02 * a + 0.01 * T + 0.003 * s for e in range(4)]\n"
+    "sweep = {(a, T): [History('kd', val_acc=curve(a, T, s)) for s in (0, 1)] for a in (0.0, 0.5, 0.9)\n"
+    "         for T in (1.0, 4.0)}\n"
+    "sweep_browser(sweep)")
+SAMPLING_BROWSER = (  # lesson 09's sampling-temperature slider, over a synthetic table
+    "from kdcourse.widgets import sampling_browser\n"
+    "table = {t: {'entropy_bits': 1.0 + t, 'teacher_bpc': 2.0 + 3 * t, 'text': f'sample at {t}'}\n"
+    "         for t in (0.5, 1.0, 1.5)}\n"
+    "sampling_browser(table, start=1.0)")
+
+SLIDERS = {
+    "loss_alpha": (LOSS_EXPLORER, dict(prefix="kd-loss", label_pattern=rf"alpha = {NUMBER}",
+                                       slider="kd-loss-alpha-slider")),
+    "loss_T": (LOSS_EXPLORER, dict(prefix="kd-loss", label_pattern=rf"\bT = {NUMBER}", slider="kd-loss-T-slider")),
+    "sweep_alpha": (SWEEP_BROWSER, dict(prefix="kd-sweep", label_pattern=rf"alpha = {NUMBER}",
+                                        slider="kd-sweep-alpha-slider", box="kd-sweep-browser")),
+    "sweep_T": (SWEEP_BROWSER, dict(prefix="kd-sweep", label_pattern=rf"\bT = {NUMBER}",
+                                    slider="kd-sweep-T-slider", box="kd-sweep-browser")),
+    "sampling": (SAMPLING_BROWSER, dict(prefix="kd-sampling", label_pattern=rf"sampling temperature {NUMBER}",
+                                        box="kd-sampling-browser")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLIDERS))
+def test_every_slider_renders_and_redraws(lab, lab_root, page, name):
+    """Lessons 02, 04 and 09's sliders, each in a tiny notebook: found, moved, label and figure follow."""
+    source, where = SLIDERS[name]
+    notebook = _widget_notebook(lab_root, f"slider_{name}", source)
+    open_notebook(page, lab, notebook)
+    with evidence_on_failure(page, lab, f"slider_{name}"):
+        run_all_cells(page, timeout_s=120)
+        move_and_check(page, SliderWidget(page, **where), f"slider_{name}")
