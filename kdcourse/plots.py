@@ -66,7 +66,7 @@ def learning_curves(histories: Mapping[str, object], metric: str = "val_acc", ax
         mean = values.mean(0)
         (line,) = ax.plot(epochs, mean, label=label)
         if len(runs) > 1:
-            std = values.std(0)
+            std = values.std(0, ddof=1)  # the sample standard deviation over the runs
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " "))
@@ -152,13 +152,13 @@ def attention_pair(images, teacher_maps, student_maps, n: int = 6, titles=("inpu
 
 def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test accuracy", title: str = "",
                   ax=None, baseline: str | None = "baseline"):
-    """Mean +- std bars, one per method, with each seed's value as a dot; a dashed line marks
+    """Mean +- sample-std bars, one per method, with each seed's value as a dot; a dashed line marks
     the ``baseline`` mean when present."""
     fig, ax = _axes(ax, figsize=(1.1 * len(results) + 2.5, 4))
     names = list(results)
     for i, name in enumerate(names):
         vals = np.asarray(results[name], dtype=float)
-        ax.bar(i, vals.mean(), yerr=vals.std(), capsize=4, color="tab:blue" if name != baseline else "tab:gray",
+        ax.bar(i, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0.0, capsize=4, color="tab:blue" if name != baseline else "tab:gray",
                alpha=0.8)
         ax.scatter(np.full(len(vals), i), vals, color="black", s=10, zorder=3)
     if baseline in results:
@@ -219,7 +219,7 @@ def gain_vs_size(series: Mapping[str, tuple[Sequence[float], Sequence[Sequence[f
     """The gain of a method over its baseline against student size (lesson 07, capacity gap).
 
     ``series`` maps a label to ``(sizes, gains)``: the student sizes (e.g. parameter counts) and,
-    for each size, the per-seed gains. Each series is drawn as its mean with +- one standard
+    for each size, the per-seed gains. Each series is drawn as its mean with +- one sample standard
     deviation error bars on a log x axis, with a dashed line at zero gain. ``point_labels`` maps
     a size to a text (e.g. the width) written next to the first series' points.
     """
@@ -229,7 +229,7 @@ def gain_vs_size(series: Mapping[str, tuple[Sequence[float], Sequence[Sequence[f
         if len(per_size) != len(sizes):
             raise ValueError(f"{label!r} has {len(per_size)} lists of gains but {len(sizes)} sizes")
         mean = np.array([np.mean(v) for v in per_size])
-        std = np.array([np.std(v) for v in per_size])
+        std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in per_size])
         ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=4, label=label)
         if i == 0 and point_labels:
             for x, y in zip(sizes, mean):

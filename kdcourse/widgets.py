@@ -323,7 +323,8 @@ def sweep_cell(histories: Mapping, alpha: float, T: float, metric: str = "val_ac
         raise ValueError(f"a History has no {metric!r} (use val_acc, train_acc or train_loss)") from error
     if values.ndim != 2 or values.shape[1] == 0:
         raise ValueError(f"the runs for alpha={alpha}, T={T} have no {metric!r} values (was val_data given?)")
-    mean, std = values.mean(0), values.std(0)
+    mean = values.mean(0)
+    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros_like(mean)  # sample std over the runs
     return {"mean": mean, "std": std, "final": float(mean[-1]), "final_std": float(std[-1]),
             "n": len(runs), "values": values}
 
