@@ -1,6 +1,8 @@
 """The feature checkers (lesson 05): the reference passes; each classic mistake is named."""
 
+import os
 import re
+import warnings
 
 import pytest
 import torch
@@ -14,6 +16,11 @@ from kdcourse.checks import (
     check_hint_loss,
     check_hint_term,
     check_make_regressor,
+    check_rkd_angle_loss,
+    check_rkd_angles,
+    check_rkd_distance_loss,
+    check_similarity_matrix,
+    check_similarity_preserving_loss,
 )
 from kdcourse.distill import LossTerm, hint_term, make_regressor
 from kdcourse.models import feature_extractor
@@ -60,6 +67,30 @@ def test_make_regressor_reference_and_variants_pass(capsys):
 ])
 def test_make_regressor_mistakes_are_named(fn, patterns):
     fails_with(check_make_regressor, fn, *patterns)
+
+
+@pytest.mark.parametrize("build", [lambda cs, ct: nn.Linear(cs, ct), lambda cs, ct: nn.Linear(cs, ct, bias=False)])
+def test_make_regressor_linear_layer_is_named(build):
+    fails_with(check_make_regressor, spatial_guard(build), "raised RuntimeError",
+               "nn.Linear, which acts on the LAST dimension", "1x1 convolution",
+               "nn.Conv2d\\(c_student, c_teacher, kernel_size=1\\)")
+
+
+def test_make_regressor_batch_size_as_channel_count_is_named():
+    def make_regressor(student_shape, teacher_shape):
+        if tuple(student_shape[2:]) != tuple(teacher_shape[2:]):
+            raise ValueError("hint layers must share their spatial size")
+        return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1)
+
+    fails_with(check_make_regressor, make_regressor, "raised RuntimeError",
+               "input and output channel counts are shape\\[0\\], the batch size N", "shape\\[1\\]")
+
+    def make_regressor_out(student_shape, teacher_shape):
+        if tuple(student_shape[2:]) != tuple(teacher_shape[2:]):
+            raise ValueError("hint layers must share their spatial size")
+        return nn.Conv2d(student_shape[1], teacher_shape[0], kernel_size=1)
+
+    fails_with(check_make_regressor, make_regressor_out, "output channel count is shape\\[0\\], the batch size N")
 
 
 def test_make_regressor_not_implemented():
@@ -147,6 +178,38 @@ def test_hint_term_mistakes_are_named(fn, patterns):
     fails_with(check_hint_term, fn, *patterns)
 
 
+def _hint_term_with(build_regressor, read=lambda out, feature: out[feature]):
+    def hint_term(weight, student, teacher, feature, sample_input):
+        s_shape = feature_extractor(student, [feature])(sample_input)[feature].shape
+        t_shape = feature_extractor(teacher, [feature])(sample_input)[feature].shape
+        regressor = build_regressor(s_shape, t_shape)
+        return LossTerm("hint", weight, lambda s, t, y: F.mse_loss(regressor(read(s, feature)), read(t, feature)),
+                        features=(feature,), module=regressor)
+    return hint_term
+
+
+@pytest.mark.parametrize("build, patterns", [
+    (lambda s, t: nn.Linear(s[1], t[1]), ["raised RuntimeError", "nn.Linear, which acts on the LAST dimension", "1x1"]),
+    (lambda s, t: nn.Conv2d(s[0], t[0], 1), ["shape\\[0\\], the batch size N", "shape\\[1\\]"]),
+])
+def test_hint_term_regressor_errors_get_a_hint(build, patterns):
+    message = fails_with(check_hint_term, _hint_term_with(build), *patterns)
+    assert "line" in message and "F.mse_loss(regressor(" in message  # the learner's own line, not torch's
+
+
+def test_hint_term_wrong_layer_name_gets_a_hint():
+    fails_with(check_hint_term, _hint_term_with(make_regressor, read=lambda out, feature: out["layer3"]),
+               "KeyError", "keyed by layer name", "the `feature` passed in")
+
+
+def test_hint_term_module_of_the_wrong_shape_is_reported_not_raised():
+    def hint_term(weight, student, teacher, feature, sample_input):
+        term = learner_hint_term(weight, student, teacher, feature, sample_input)
+        return LossTerm("hint", weight, term.fn, features=(feature,), module=nn.Linear(8, 16))
+    fails_with(check_hint_term, hint_term, "term.module cannot map the student's 'layer2' features",
+               "nn.Linear, which acts on the LAST dimension")
+
+
 def test_hint_term_weight_applied_twice_is_named():
     def fn(weight, student, teacher, feature, x):
         term = learner_hint_term(weight, student, teacher, feature, x)
@@ -191,6 +254,11 @@ def test_attention_map_mistakes_are_named(fn, patterns):
     fails_with(check_attention_map, fn, *patterns)
 
 
+def test_attention_map_reduced_over_the_batch_is_named():
+    fails_with(check_attention_map, lambda a, p: F.normalize(a.abs().pow(p).mean(0).flatten(1), dim=1),
+               "shape \\(5, 16\\)", "reduced over dim 0, the batch", "dim=1")
+
+
 def test_attention_map_in_place_is_named():
     def attention_map(feature, p=2.0):
         feature.abs_()
@@ -223,3 +291,69 @@ am = losses.attention_map
 ])
 def test_attention_transfer_loss_mistakes_are_named(fn, patterns):
     fails_with(check_attention_transfer_loss, fn, *patterns)
+
+
+# ------------------------------------------------------------------ noise: warnings and tracebacks
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda s, t, r: F.mse_loss(r(t), s),  # reversed: the checker tries "no regressor", F.mse_loss(s, t), too
+    lambda s, t, r: ((r(s) - t) ** 2).sum(),
+    lambda s, t, r: F.mse_loss(r(s), t) + 1.0,  # unexplained: every hypothesis is computed
+])
+def test_hint_loss_checker_emits_no_broadcasting_warning_of_its_own(wrong):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(AssertionError):
+            check_hint_loss(wrong)
+    ours = [w for w in caught if f"{os.sep}checks{os.sep}" in w.filename or "target size" in str(w.message)]
+    assert not ours, [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]
+
+
+def shown_checker_frames(error: BaseException) -> list[str]:
+    """The checker functions a traceback would show: frames of kdcourse/checks without __tracebackhide__,
+    in the error and in the learner's error it was raised from."""
+    names, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
+                    not frame.f_locals.get("__tracebackhide__"):
+                names.append(frame.f_code.co_name)
+            tb = tb.tb_next
+        error = error.__cause__ or error.__context__
+    return names
+
+
+def crashes(*args):
+    raise RuntimeError("the learner's own bug")
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_make_regressor, crashes),
+    (check_make_regressor, spatial_guard(lambda cs, ct: nn.Linear(cs, ct))),
+    (check_hint_loss, crashes),
+    (check_hint_loss, lambda s, t, r: F.mse_loss(s, t)),
+    (check_hint_loss, lambda s, t, r: F.mse_loss(r(s.detach()), t)),
+    (check_hint_term, crashes),
+    (check_hint_term, _hint_term_with(lambda s, t: nn.Linear(s[1], t[1]))),
+    (check_attention_map, crashes),
+    (check_attention_map, lambda a, p: a.abs().pow(p).mean(1).flatten(1)),
+    (check_attention_map, lambda a, p: a.abs().pow(p).mean(1)),
+    (check_attention_transfer_loss, crashes),
+    (check_attention_transfer_loss, lambda s, t, p: (am(s.detach(), p) - am(t, p)).pow(2).mean()),
+    (check_rkd_distance_loss, crashes),
+    (check_rkd_distance_loss, lambda s, t: F.mse_loss(torch.cdist(s, s), torch.cdist(t, t))),
+    (check_rkd_angles, crashes),
+    (check_rkd_angle_loss, crashes),
+    (check_similarity_matrix, crashes),
+    (check_similarity_matrix, lambda f: f.flatten(1) @ f.flatten(1).t()),
+    (check_similarity_preserving_loss, crashes),
+    (check_similarity_preserving_loss, lambda s, t: (losses.similarity_matrix(s) - losses.similarity_matrix(t)).sum(1)),
+])
+def test_tracebacks_hide_the_checkers_frames(check, wrong):
+    with pytest.raises(AssertionError) as info:
+        check(wrong)
+    assert shown_checker_frames(info.value) == []

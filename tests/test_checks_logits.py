@@ -56,6 +56,8 @@ def test_softmax_learner_style_passes(capsys):
     (lambda z, T: torch.exp(z / T), ["without dividing by the sum"]),
     (lambda z, T: z / T, ["without the softmax"]),
     (lambda z, T: torch.softmax(z / T, 0), [r"dim=0", "dim=-1"]),
+    (lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum(), ["sum of the WHOLE tensor", r"dim=-1, keepdim=True"]),
+    (lambda z, T: (lambda e: e / e.sum())(torch.exp(z / T - (z / T).max())), ["sum of the WHOLE tensor"]),
 ])
 def test_softmax_mistakes_are_named(fn, patterns):
     fails_with(check_softmax_with_temperature, fn, *patterns)
@@ -154,6 +156,12 @@ def kl(inp, target, reduction="batchmean", **kw):
     (lambda s, t, T: kl(F.log_softmax(s, 1), F.softmax(t, 1)), ["plain KL at T = 1"]),
     (lambda s, t, T: kl(F.log_softmax(s / T, 1), F.softmax(t / T, 1)) * T, ["multiplies by T, not by T\\^2"]),
     (lambda s, t, T: -(F.softmax(t / T, 1) * F.log_softmax(s / T, 1)).sum(1).mean() * T * T, ["cross-entropy"]),
+    (lambda s, t, T: kl(F.log_softmax(s / T, 0), F.softmax(t / T, 0)) * T * T,
+     [r"over the batch \(dim=0\)", "in both F.log_softmax and F.softmax"]),
+    (lambda s, t, T: kl(F.log_softmax(s / T, dim=0), F.softmax(t / T, dim=1)) * T * T,
+     [r"student's log_softmax runs over the batch \(dim=0\)"]),
+    (lambda s, t, T: kl(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=0)) * T * T,
+     [r"teacher's softmax runs over the batch \(dim=0\)"]),
 ])
 def test_kd_mistakes_are_named(fn, patterns):
     fails_with(check_kd_loss, fn, *patterns, "got .*expected")
@@ -209,6 +217,16 @@ def soft(s, t, T):
     (lambda s, t, y, T, a: a * soft(s, t, T) / T ** 2 + (1 - a) * F.cross_entropy(s, y),
      ["soft term", r"factor T\^2"]),
     (lambda s, t, y, T, a: a * losses.kd_loss(t, s, T) + (1 - a) * F.cross_entropy(s, y), ["reversed"]),
+    (lambda s, t, y, T, a: a * soft(s, t, T) + (1 - a) * F.nll_loss(s, y),
+     ["F.nll_loss on the raw logits", "LOG-probabilities", "F.cross_entropy"]),
+    (lambda s, t, y, T, a: a * soft(s, t, T) + (1 - a) * F.nll_loss(F.softmax(s, 1), y),
+     ["F.nll_loss on probabilities", "log_softmax"]),
+    (lambda s, t, y, T, a: a * soft(s, t, T) + (1 - a) * F.cross_entropy(s, y) * T ** 2,
+     [r"cross-entropy is multiplied by T\^2 \(= 16 at T=4\)", r"only the soft term needs T\^2"]),
+    (lambda s, t, y, T, a: T ** 2 * (a * soft(s, t, T) / T ** 2 + (1 - a) * F.cross_entropy(s, y)),
+     [r"cross-entropy is multiplied by T\^2"]),
+    (lambda s, t, y, T, a: a * kl(F.log_softmax(s / T, 0), F.softmax(t / T, 0)) * T * T
+     + (1 - a) * F.cross_entropy(s, y), [r"soft term's softmaxes run over the batch \(dim=0\)"]),
 ])
 def test_distillation_mistakes_are_named(fn, patterns):
     fails_with(check_distillation_loss, fn, *patterns)
@@ -228,3 +246,41 @@ def test_distillation_exception_and_shape():
     fails_with(check_distillation_loss,
                lambda s, t, y, T, a: a * soft(s, t, T) + (1 - a) * F.cross_entropy(s, y, reduction="none"),
                r"shape \(4,\)", "one value per example")
+
+
+def shown_checker_frames(error):
+    """The checker functions a traceback would show: frames of kdcourse/checks without __tracebackhide__."""
+    import os
+
+    names = []
+    while error is not None:
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
+                    not frame.f_locals.get("__tracebackhide__"):
+                names.append(frame.f_code.co_name)
+            tb = tb.tb_next
+        error = error.__cause__
+    return names
+
+
+def crashes(*args):
+    return torch.softmax(args[0], dim=5)  # an error inside torch: the learner's line is the one shown
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_softmax_with_temperature, crashes),
+    (check_softmax_with_temperature, lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum()),
+    (check_entropy, crashes),
+    (check_kd_loss, crashes),
+    (check_kd_loss, lambda s, t, T: kl(F.log_softmax(s / T, 0), F.softmax(t / T, 0)) * T * T),
+    (check_distillation_loss, crashes),
+    (check_distillation_loss, lambda s, t, y, T, a: a * soft(s, t, T) + (1 - a) * F.nll_loss(s, y)),
+])
+def test_tracebacks_hide_the_checkers_frames(check, wrong):
+    with pytest.raises(AssertionError) as info:
+        check(wrong)
+    assert shown_checker_frames(info.value) == []
+    if wrong is crashes:
+        assert "dim=5" in str(info.value)  # the learner's own line, not torch's internals

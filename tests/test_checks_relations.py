@@ -29,7 +29,8 @@ def fails_with(check, fn, *patterns):
 # ------------------------------------------------------------------ RKD distance
 
 
-def rkd_distance(s, t, *, norm="own", crit=F.smooth_l1_loss, dist="cdist", mean="offdiag", reduction="mean"):
+def rkd_distance(s, t, *, norm="own", crit=F.smooth_l1_loss, dist="cdist", mean="offdiag", reduction="mean",
+                 entries="pairs"):
     """A learner-style RKD distance loss with switches for the classic mistakes."""
     def d(e):
         if dist == "cdist":
@@ -44,12 +45,15 @@ def rkd_distance(s, t, *, norm="own", crit=F.smooth_l1_loss, dist="cdist", mean=
         d_s, d_t = d_s / mu(d_s), d_t / mu(d_t)
     elif norm == "teacher":
         d_s, d_t = d_s / mu(d_t), d_t / mu(d_t)
+    if entries == "pairs":  # the b(b-1) pairs i != j, as the lesson's formula; "all": the b^2 entries
+        off = ~torch.eye(len(s), dtype=torch.bool)
+        d_s, d_t = d_s[off], d_t[off]
     return crit(d_s, d_t, reduction=reduction)
 
 
 def test_rkd_distance_reference_and_learner_styles_pass(capsys):
     check_rkd_distance_loss(losses.rkd_distance_loss)
-    check_rkd_distance_loss(rkd_distance)  # the authors' code: mean over all N^2 entries
+    check_rkd_distance_loss(rkd_distance)  # d[d > 0].mean() for the mean, a mask for the pairs
 
     def masked(s, t):
         off = ~torch.eye(len(s), dtype=torch.bool)
@@ -73,6 +77,19 @@ def test_rkd_distance_reference_and_learner_styles_pass(capsys):
 ])
 def test_rkd_distance_mistakes_are_named(kwargs, patterns):
     fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, **kwargs), *patterns)
+
+
+def test_rkd_distance_over_all_b2_entries_is_named():
+    """The lesson's formula and the reference average over the b(b-1) pairs i != j; the authors' code over
+    all b^2 entries, diagonal zeros included: (b-1)/b times the reference, so it is named, not accepted."""
+    s, t = torch.randn(5, 3), torch.randn(5, 6)
+    full = rkd_distance(s, t, entries="all")
+    assert torch.allclose(full, losses.rkd_distance_loss(s, t) * 4 / 5)
+    message = fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, entries="all"),
+                         r"all b\^2 entries", r"\(b-1\)/b", r"b\(b-1\) pairs i != j", r"~torch\.eye")
+    assert "No classic mistake" not in message
+    fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, entries="all", crit=F.mse_loss),
+               "2 mistakes", r"all b\^2 entries", "Huber")
 
 
 def test_rkd_distance_detached_student_is_named():
@@ -109,6 +126,33 @@ def test_rkd_angles_reference_passes(capsys):
 ])
 def test_rkd_angles_mistakes_are_named(fn, patterns):
     fails_with(check_rkd_angles, fn, *patterns)
+
+
+def normalised_over(dim):
+    def rkd_angles(e):
+        diff = e[:, None, :] - e[None, :, :]
+        u = diff / diff.norm(dim=dim, keepdim=True)  # a plain division: no NaN over these dimensions
+        return torch.einsum("ijd,kjd->ijk", u, u)
+    return rkd_angles
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_rkd_angles_normalised_over_the_wrong_dimension_is_named(dim):
+    message = fails_with(check_rkd_angles, normalised_over(dim), f"wrong dimension \\(dim={dim}\\)",
+                         "LAST dimension", "dim=-1")
+    assert "No classic mistake" not in message
+    message = fails_with(check_rkd_angle_loss, lambda s, t: F.smooth_l1_loss(normalised_over(dim)(s),
+                                                                             normalised_over(dim)(t)),
+                         f"wrong dimension \\(dim={dim}\\)", "dim=-1")
+    assert "No classic mistake" not in message
+
+
+def test_rkd_angles_of_normalised_points_is_named():
+    def rkd_angles(e):
+        u = F.normalize(e, dim=1)
+        diff = u[:, None, :] - u[None, :, :]
+        return torch.einsum("ijd,kjd->ijk", diff, diff)
+    fails_with(check_rkd_angles, rkd_angles, "normalises the embeddings \\(the points\\)", "difference vectors")
 
 
 # ------------------------------------------------------------------ RKD angle loss
@@ -164,6 +208,33 @@ def gram(f):
 ])
 def test_similarity_matrix_mistakes_are_named(fn, patterns):
     fails_with(check_similarity_matrix, fn, *patterns)
+
+
+@pytest.mark.parametrize("fn, patterns", [
+    (lambda f: F.normalize(f @ f.transpose(-1, -2), dim=1), [r"shape \(5, 3, 2, 2\)", "4-D", "flatten\\(1\\)"]),
+    (lambda f: F.normalize(f.reshape(-1, f.shape[-1]) @ f.reshape(-1, f.shape[-1]).t(), dim=1),
+     [r"shape \(30, 30\)", "4-D", "flatten\\(1\\)"]),
+    (lambda f: F.normalize(gram(f.mean((2, 3)) if f.dim() == 4 else f), dim=1),
+     ["averages each feature map over its positions", "flatten\\(1\\)"]),
+])
+def test_similarity_matrix_4d_not_flattened_is_named(fn, patterns):
+    message = fails_with(check_similarity_matrix, fn, *patterns)
+    assert "No classic mistake" not in message
+
+
+def sp_without_flatten(s, t):
+    g = lambda f: F.normalize(f @ f.transpose(-1, -2), dim=1)  # noqa: E731 - (b, b) for 2-D features only
+    return (g(t) - g(s)).pow(2).sum() / len(s) ** 2
+
+
+@pytest.mark.parametrize("fn, patterns", [
+    (sp_without_flatten, ["raised RuntimeError", "4-D", "flatten\\(1\\)", "similarity_matrix"]),
+    (lambda s, t: (G(t.mean((2, 3)) if t.dim() == 4 else t) - G(s.mean((2, 3)) if s.dim() == 4 else s))
+     .pow(2).sum() / len(s) ** 2, ["averages each feature map over its positions"]),
+])
+def test_sp_loss_4d_not_flattened_is_named(fn, patterns):
+    message = fails_with(check_similarity_preserving_loss, fn, *patterns)
+    assert "No classic mistake" not in message
 
 
 # ------------------------------------------------------------------ SP loss

@@ -83,11 +83,15 @@ def reference_step(student, teacher, x, y, optimizer, T, alpha):
 
 
 def make_step(*, eval_teacher=True, no_grad=True, zero_grad="before", step=True, backward=True,
-              loss=None, returns="item", detach_student=False):
+              loss=None, returns="item", detach_student=False, eval_student=None):
     """A KD step with one planted mistake."""
 
     def kd_step(student, teacher, x, y, optimizer, T, alpha):
-        if eval_teacher:
+        if eval_student == "before":
+            student.eval()
+        if eval_student == "instead of the teacher":
+            student.eval()
+        elif eval_teacher:
             teacher.eval()
         if no_grad:
             with torch.no_grad():
@@ -107,8 +111,14 @@ def make_step(*, eval_teacher=True, no_grad=True, zero_grad="before", step=True,
             value.backward()
         if zero_grad == "between":
             optimizer.zero_grad(set_to_none=False)
+        if zero_grad == "between, set to None":
+            optimizer.zero_grad()  # the default since PyTorch 2.0: the gradients become None
+        if zero_grad == "student between":
+            student.zero_grad()
         if step:
             optimizer.step()
+        if eval_student == "after":
+            student.eval()
         return {"item": lambda: value.item(), "tensor": lambda: value, "none": lambda: None}[returns]()
 
     return kd_step
@@ -172,6 +182,51 @@ def test_kd_step_mistakes_are_named(wrong, fragments):
     expect_hint(check_kd_training_step, wrong, *fragments)
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_kd_step_student_in_eval_mode_is_named(where):
+    message = expect_hint(check_kd_training_step, make_step(eval_student=where),
+                          "student", "eval mode", "train mode", "BatchNorm", "remove student.eval()")
+    assert "teacher ran in train mode" not in message
+
+
+def test_kd_step_student_eval_instead_of_teacher_is_named():
+    expect_hint(check_kd_training_step, make_step(eval_student="instead of the teacher"),
+                "STUDENT in eval mode", "teacher.eval() was meant", "teacher.eval()")
+
+
+def test_kd_step_student_train_call_passes(capsys):
+    def step(student, teacher, x, y, optimizer, T, alpha):
+        student.train()  # harmless: the student is in train mode already
+        return reference_step(student, teacher, x, y, optimizer, T, alpha)
+
+    check_kd_training_step(step)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("zero_grad", ["between", "between, set to None", "student between"])
+def test_kd_step_zero_grad_between_backward_and_step_is_named(zero_grad):
+    message = expect_hint(check_kd_training_step, make_step(zero_grad=zero_grad),
+                          "erased", "before optimizer.step() ran", "learned nothing",
+                          "zero_grad() clears the OLD gradients, so it goes before loss.backward()")
+    assert "call loss.backward() before optimizer.step()" not in message
+
+
+def test_kd_step_missing_backward_is_still_named():
+    expect_hint(check_kd_training_step, make_step(backward=False), "call loss.backward() before optimizer.step()")
+
+
+@pytest.mark.parametrize("wrong, fragments", [
+    (make_step(loss=lambda s, t, y, T, a: a * losses.kd_loss(s, t, T) + (1 - a) * F.cross_entropy(s, y) * T**2),
+     ("cross-entropy is multiplied by T^2", "Only the soft term needs T^2")),
+    (make_step(loss=lambda s, t, y, T, a: T**2 * (a * kl_no_t2(s, t, T) + (1 - a) * F.cross_entropy(s, y))),
+     ("cross-entropy is multiplied by T^2",)),
+    (make_step(loss=lambda s, t, y, T, a: a * losses.kd_loss(s, t, T) + (1 - a) * F.nll_loss(s, y)),
+     ("F.nll_loss on the raw logits", "LOG-probabilities", "F.cross_entropy")),
+])
+def test_kd_step_hard_term_mistakes_are_named(wrong, fragments):
+    expect_hint(check_kd_training_step, wrong, *fragments)
+
+
 def test_kd_step_own_optimizer_is_flagged():
     def step(student, teacher, x, y, optimizer, T, alpha):
         own = torch.optim.Adam(student.parameters(), lr=1e-2)
@@ -192,3 +247,52 @@ def test_kd_step_not_implemented():
         raise NotImplementedError("Exercise: one KD training step")
 
     expect_hint(check_kd_training_step, stub, "not implemented yet")
+
+
+def shown_checker_frames(error):
+    """The checker functions a traceback would show: frames of kdcourse/checks without __tracebackhide__."""
+    import os
+
+    names = []
+    while error is not None:
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
+                    not frame.f_locals.get("__tracebackhide__"):
+                names.append(frame.f_code.co_name)
+            tb = tb.tb_next
+        error = error.__cause__
+    return names
+
+
+def crashing_step(student, teacher, x, y, optimizer, T, alpha):
+    return {}["no such key"]
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (check_count_parameters, lambda m: m.no_such_attribute),
+    (check_count_parameters, lambda m: 3),
+    (check_accuracy, lambda z, y: float((z.argmax(0) == y).float().mean())),
+    (check_kd_training_step, crashing_step),
+    (check_kd_training_step, make_step(eval_student="before")),
+    (check_kd_training_step, make_step(zero_grad="between, set to None")),
+    (check_kd_training_step, make_step(loss=lambda s, t, y, T, a: F.cross_entropy(s, y))),
+])
+def test_tracebacks_hide_the_checkers_frames(check, wrong):
+    with pytest.raises(AssertionError) as info:
+        check(wrong)
+    assert shown_checker_frames(info.value) == []
+
+
+def test_kd_step_evaluating_the_student_under_no_grad_then_train_passes(capsys):
+    def step(student, teacher, x, y, optimizer, T, alpha):
+        loss = reference_step(student, teacher, x, y, optimizer, T, alpha)
+        student.eval()
+        with torch.no_grad():
+            student(x)  # a look at the updated student, in eval mode, trains nothing
+        student.train()
+        return loss
+
+    check_kd_training_step(step)
+    assert "✓" in capsys.readouterr().out

@@ -40,16 +40,18 @@ def _outputs(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.T
 
 # Student layer1 is 4x4 like teacher layer2, student layer2 2x2 like teacher layer3: pairing by the
 # same name (or the wrong way round) mixes resolutions. Case 2 holds the teacher's maps as the
-# cache stores them, (N, H*W); case 3 has a single pair.
+# cache stores them, (N, H*W); case 3 has a single pair between layers whose names differ (a teacher
+# of another architecture), so a student name used on the teacher's outputs raises a KeyError there.
 _STUDENT = _outputs({"layer1": (4, 3, 4, 4), "layer2": (4, 5, 2, 2), "layer3": (4, 6, 1, 1),
                      "logits": (4, 10)}, seed=30)
 _TEACHER = _outputs({"layer1": (4, 2, 8, 8), "layer2": (4, 7, 4, 4), "layer3": (4, 9, 2, 2),
                      "logits": (4, 10)}, seed=40)
 _TEACHER_CACHED = {k: (attention_map(v) if v.dim() == 4 else v) for k, v in _TEACHER.items()}
+_TEACHER_RENAMED = {"block3": _TEACHER["layer3"], "logits": _TEACHER["logits"]}
 _CASES = [
     (_STUDENT, _TEACHER, _PAIRS, "teacher feature maps"),
     (_STUDENT, _TEACHER_CACHED, _PAIRS, "teacher attention maps from the cache"),
-    (_STUDENT, _TEACHER, {"layer2": "layer3"}, "one pair"),
+    (_STUDENT, _TEACHER_RENAMED, {"layer2": "block3"}, "one pair"),
 ]
 
 
@@ -96,12 +98,31 @@ def _variants() -> list[_Variant]:
     ]
 
 
-def _error_hint(error: Exception) -> str:
+_ITEMS = "`for student_name, teacher_name in pairs.items():`"
+
+
+def _error_hint(error: Exception, student_out=None, teacher_out=None, pairs=None) -> str:
     text = str(error)
     if isinstance(error, KeyError):
+        key = error.args[0] if error.args else None
+        if pairs and key in pairs and teacher_out is not None and key not in teacher_out:
+            return (f"\nteacher_out has no layer {key!r}: that is the STUDENT's layer name, and the teacher's "
+                    f"layers have their own names here ({', '.join(repr(k) for k in teacher_out)}); reading both "
+                    "dicts under the same name only works while the two networks happen to share their names "
+                    "(and even then it pairs layers of different resolutions). `pairs` maps a student layer to the "
+                    "teacher layer it learns from: read student_out[student_name] and teacher_out[teacher_name], "
+                    f"{_ITEMS}")
+        if pairs and key in pairs.values() and student_out is not None and key not in student_out:
+            return (f"\nstudent_out has no layer {key!r}: that is the TEACHER's layer name. `pairs` maps student "
+                    "layer -> teacher layer: read student_out[student_name] and teacher_out[teacher_name], "
+                    f"{_ITEMS}")
         return ("\nA layer name is missing from one of the dicts: `pairs` maps a STUDENT layer to a TEACHER "
                 "layer, so read student_out[student_name] and teacher_out[teacher_name] "
                 "(`for student_name, teacher_name in pairs.items()`).")
+    if isinstance(error, ValueError) and "values to unpack" in text:
+        return (f"\nIterating over a dict gives its KEYS only (the student's layer names, strings), so "
+                f"`for s, t in pairs:` tries to unpack each name into two variables. Use {_ITEMS}, which "
+                "gives (student layer, teacher layer) pairs.")
     if isinstance(error, ValueError) and "4-D" in text:
         return ("\nThe teacher's entry is already an attention map, shape (N, H*W), when it comes from the "
                 "cache: use as_attention_map(teacher_out[teacher_name]), which maps feature maps and "
@@ -119,6 +140,7 @@ def check_paired_attention_loss(fn: Callable) -> None:
     pair the mean squared difference of the unit-norm attention maps, averaged over the pairs;
     teacher entries may be feature maps or already computed maps (``as_attention_map``).
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "paired_attention_loss")
     outputs, errors = [], []
     for s, t, pairs, what in _CASES:
@@ -130,7 +152,7 @@ def check_paired_attention_loss(fn: Callable) -> None:
         if error is None:
             out = _scalar_output(name, shown, out, 4)
         outputs.append(out)
-        errors.append((shown, error))
+        errors.append((shown, error, (s, t, pairs)))
     expected = [_reference(s, t, p).detach() for s, t, p, _ in _CASES]
     if all(_close(o, e) for o, e in zip(outputs, expected)):
         s = {k: v.clone().requires_grad_(True) for k, v in _STUDENT.items()}
@@ -141,10 +163,11 @@ def check_paired_attention_loss(fn: Callable) -> None:
         return
     inputs = [(s, t, p) for s, t, p, _ in _CASES]
     message = _explain(name, _diagnose(outputs, inputs, _variants()))
-    failed = [(shown, e) for shown, e in errors if e is not None]
+    failed = [(shown, e, case) for shown, e, case in errors if e is not None]
     if message is None and failed:
-        shown, error = failed[0]
-        message = _error_text(name, shown, error) + _error_hint(error)
+        # a KeyError names the layer read from the wrong dict: the most telling error, when there is one
+        shown, error, case = next((f for f in failed if isinstance(f[1], KeyError)), failed[0])
+        message = _error_text(name, shown, error) + _error_hint(error, *case)
     elif message is None:
         for out, e, (s, t, p, what) in zip(outputs, expected, _CASES):
             if not _close(out, e):
@@ -199,6 +222,7 @@ def _ce_variants() -> list[_Variant]:
 def check_labeled_cross_entropy(fn: Callable) -> None:
     """Check ``fn(logits, y)`` against :func:`kdcourse.distill.labeled_cross_entropy`: the
     cross-entropy averaged over the rows whose label is not ``-1``, and 0 when there is none."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "labeled_cross_entropy")
     outputs, errors = [], []
     for z, y, what in zip(_CE_LOGITS, _CE_LABELS, _CE_WHAT):

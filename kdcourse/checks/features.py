@@ -12,6 +12,7 @@ The small helpers at the top are shared with :mod:`kdcourse.checks.relations`.
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def _not_implemented(name: str, error: Exception) -> AssertionError:
 
 def _try(fn: Callable, args: tuple):
     """``(output, None)`` or ``(None, exception)``; inputs are cloned so the originals stay intact."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     clones = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
     try:
         out = fn(*clones)
@@ -87,21 +89,72 @@ def _try(fn: Callable, args: tuple):
     return out, None
 
 
-def _call(fn: Callable, name: str, args: tuple, shown: str):
-    """Call the learner's function; turn an exception into a message that shows it."""
+def _call(fn: Callable, name: str, args: tuple, shown: str, hint: Callable | None = None):
+    """Call the learner's function; turn an exception into a message that shows it (``hint(error)``
+    may add the likely cause and its fix)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     try:
         out, error = _try(fn, args)
     except NotImplementedError as error:
         raise _not_implemented(name, error) from None
     if error is not None:
-        raise AssertionError(_error_text(name, shown, error)) from error
+        extra = hint(error) if hint is not None else None
+        raise AssertionError(_error_text(name, shown, error) + (f"\n{extra}" if extra else "")) from error
     return out
 
 
+_OUTSIDE = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
+
+
 def _error_text(name: str, shown: str, error: Exception) -> str:
-    where = traceback.extract_tb(error.__traceback__)[-1]
+    """The learner's error and the line that raised it: the deepest frame outside PyTorch and this
+    package, i.e. the learner's own code rather than torch's internals or a checker's."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = next((f for f in reversed(frames) if not f.filename.startswith(_OUTSIDE)), frames[-1])
     return (f"{name}({shown}) raised {type(error).__name__}: {error}\n"
             f"  (line {where.lineno}: {where.line})")
+
+
+def _same_shape_loss(loss: Callable) -> Callable:
+    """``loss(a, b)`` that refuses different shapes instead of broadcasting them: a hypothesis computed by
+    a checker must not emit PyTorch's broadcasting UserWarning, which would look like the learner's."""
+    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.shape != b.shape:
+            raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        return loss(a, b)
+    return fn
+
+
+_mse = _same_shape_loss(F.mse_loss)
+_l1 = _same_shape_loss(F.l1_loss)
+
+
+def _regressor_hint(regressor, student_shape, teacher_shape=None, batch_sizes=()) -> str | None:
+    """The likely cause when a regressor cannot take (or mis-maps) the student's feature maps.
+    ``batch_sizes``: other batch sizes the learner may have read the shapes from (a sample input)."""
+    if not isinstance(regressor, nn.Module):
+        return None
+    linear = [m for m in regressor.modules() if isinstance(m, nn.Linear)]
+    if linear:
+        return (f"The regressor is an nn.Linear, which acts on the LAST dimension of its input (the width W = "
+                f"{student_shape[-1]} of a feature map (N, C, H, W)), not on the channels. For feature maps use a "
+                "1x1 convolution, nn.Conv2d(c_student, c_teacher, kernel_size=1): the same linear map of the "
+                "channels at every position.")
+    conv = next((m for m in regressor.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        return None
+    batches = {student_shape[0], *batch_sizes}
+    wrong_in = conv.in_channels in batches and conv.in_channels != student_shape[1]
+    wrong_out = (teacher_shape is not None and conv.out_channels in batches | {teacher_shape[0]}
+                 and conv.out_channels != teacher_shape[1])
+    if wrong_in or wrong_out:
+        which = ("input and output channel counts are" if wrong_in and wrong_out else
+                 "input channel count is" if wrong_in else "output channel count is")
+        return (f"The regressor's {which} shape[0], the batch size N. Feature maps are "
+                f"(N, C, H, W): the channel count is shape[1] ({student_shape[1]} for the student"
+                + (f", {teacher_shape[1]} for the teacher" if teacher_shape is not None else "")
+                + "), so use nn.Conv2d(student_shape[1], teacher_shape[1], kernel_size=1).")
+    return None
 
 
 def _close(a, b) -> bool:
@@ -114,6 +167,7 @@ def _close(a, b) -> bool:
 def _tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | None = None,
                    shape_hints: dict | None = None) -> torch.Tensor:
     """Type check (and, if given, shape check) of a returned tensor, with hints for usual slips."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if not isinstance(out, torch.Tensor):
         hint = ""
         if isinstance(out, (float, int)):
@@ -135,6 +189,7 @@ def _tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | N
 
 def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
     """A loss must be one number (a 0-d tensor)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     out = _tensor_output(name, shown, out)
     if out.dim() != 0:
         hint = ""
@@ -180,6 +235,7 @@ def _explain(name: str, found: list[_Variant]) -> str | None:
 
 def _check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) -> None:
     """The loss must reach ``wrt`` (the student's features) with a finite, non-zero gradient."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if not loss.requires_grad:
         raise AssertionError(
             f"{name}: no gradient reaches {what}. Did you call `.detach()`, `.item()` or compute under "
@@ -214,6 +270,7 @@ def check_make_regressor(fn: Callable) -> None:
     """Check ``fn(student_shape, teacher_shape)`` -> a trainable module mapping the student's
     feature maps ``(N, C_s, H, W)`` onto the teacher's ``(N, C_t, H, W)`` (FitNets' regressor).
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "make_regressor")
     for s_shape, t_shape in _REGRESSOR_CASES:
         shown = f"student_shape={s_shape}, teacher_shape={t_shape}"
@@ -251,9 +308,10 @@ def check_make_regressor(fn: Callable) -> None:
                     f"{s_shape[1]}, the wrong way round. It is applied to the student's features: "
                     "nn.Conv2d(c_student, c_teacher, 1), with c = shape[1]."
                 ) from None
+            hint = _regressor_hint(regressor, s_shape, t_shape)
             raise AssertionError(
                 f"{name}({shown}): applying the regressor to a student feature map of shape {s_shape} "
-                f"raised {type(error).__name__}: {error}"
+                f"raised {type(error).__name__}: {error}" + (f"\n{hint}" if hint else "")
             ) from None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != t_shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -263,6 +321,7 @@ def check_make_regressor(fn: Callable) -> None:
                         "that keeps H x W), since hint layers are chosen with the same spatial size.")
             elif isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] != t_shape[1]:
                 hint = f"it should output the teacher's channel count, {t_shape[1]} (teacher_shape[1])."
+            hint = _regressor_hint(regressor, s_shape, t_shape) or hint
             raise AssertionError(
                 f"{name}({shown}): the regressor turns a student feature map {s_shape} into {got}, expected "
                 f"the teacher's {t_shape}: {hint}"
@@ -312,7 +371,7 @@ def _hint_variants() -> list[_Variant]:
         return (r(s) - t).pow(2)
 
     return [
-        _Variant((), lambda s, t, r: F.mse_loss(r(s), t)),
+        _Variant((), lambda s, t, r: _mse(r(s), t)),
         _Variant(("it sums the squared errors; average them over all elements (F.mse_loss), so that one "
                   "weight suits layers of any size (the paper's 1/2 goes into the weight too).",),
                  lambda s, t, r: sq(s, t, r).sum()),
@@ -322,19 +381,19 @@ def _hint_variants() -> list[_Variant]:
                  lambda s, t, r: sq(s, t, r).sum() / s.shape[0]),
         _Variant(("it multiplies by the paper's 1/2; in this course that constant is folded into the term's "
                   "weight: return F.mse_loss(regressor(student_feature), teacher_feature).",),
-                 lambda s, t, r: 0.5 * F.mse_loss(r(s), t)),
+                 lambda s, t, r: 0.5 * _mse(r(s), t)),
         _Variant(("it returns the norm of the difference, not its square: use the mean SQUARED error.",),
                  lambda s, t, r: (r(s) - t).norm()),
         _Variant(("it uses the mean absolute error (L1); FitNets uses the squared error (F.mse_loss).",),
-                 lambda s, t, r: F.l1_loss(r(s), t)),
+                 lambda s, t, r: _l1(r(s), t)),
         _Variant(("the arguments are reversed: the regressor is applied to the TEACHER's features. It maps the "
                   "student's features to the teacher's shape: mse(regressor(student_feature), teacher_feature).",),
-                 lambda s, t, r: F.mse_loss(r(t), s)),
+                 lambda s, t, r: _mse(r(t), s)),
         _Variant(("the regressor is never applied: the student's features are compared with the teacher's "
                   "directly, which fails whenever their channel counts differ. Use regressor(student_feature).",),
-                 lambda s, t, r: F.mse_loss(s, t)),
+                 lambda s, t, r: _mse(s, t)),
         _Variant(("the regressor is applied to both features; apply it to the student's only.",),
-                 lambda s, t, r: F.mse_loss(r(s), r(t))),
+                 lambda s, t, r: _mse(r(s), r(t))),
     ]
 
 
@@ -343,6 +402,7 @@ def check_hint_loss(fn: Callable) -> None:
     :func:`kdcourse.losses.hint_loss`: the mean squared error between ``regressor(student_feature)``
     and ``teacher_feature``, with the gradient reaching the student's features and the regressor.
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "hint_loss")
     outputs, errors = [], []
     for s, t, r in _HINT_INPUTS:
@@ -394,6 +454,7 @@ def check_hint_term(fn: Callable) -> None:
     """Check ``fn(weight, student, teacher, feature, sample_input)`` -> a :class:`LossTerm` whose
     ``fn`` is the hint loss through a regressor that the optimizer will train (``module``).
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "hint_term")
     feature, weight = "layer2", 2.5
     with torch.random.fork_rng(devices=[]):
@@ -432,9 +493,29 @@ def check_hint_term(fn: Callable) -> None:
         with torch.no_grad():
             t_out = dict(feature_extractor(teacher, [feature])(x))
         s_out = dict(feature_extractor(student, [feature])(x))
-        value = _call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets")
+        s_shape, t_shape = tuple(s_out[feature].shape), tuple(t_out[feature].shape)
+
+        def hint(error):
+            if isinstance(error, KeyError):
+                return (f"student_out and teacher_out are dicts keyed by layer name; each holds 'logits' and the "
+                        f"layers of the term's features, here {feature!r}: read student_out[feature] and "
+                        "teacher_out[feature] with the `feature` passed in (not a name of your own).")
+            return _regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),)) or (
+                f"The student's {feature!r} features are {s_shape}, the teacher's {t_shape}: the regressor maps "
+                "the student's channels (shape[1]) onto the teacher's, so apply it to student_out[feature].")
+
+        value = _call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets", hint=hint)
         value = _scalar_output(f"{name}(...).fn", "student_out, teacher_out, targets", value, len(x))
-        expected = losses.hint_loss(s_out[feature], t_out[feature], term.module)
+        try:
+            expected = losses.hint_loss(s_out[feature], t_out[feature], term.module)
+        except Exception as error:  # term.module is not a regressor from the student's shape to the teacher's
+            raise AssertionError(
+                f"{name}: term.module cannot map the student's {feature!r} features {s_shape} onto the teacher's "
+                f"{t_shape} ({type(error).__name__}: {error}). "
+                + (_regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),))
+                   or "Build ONE regressor from the two shapes (make_regressor(student_shape, teacher_shape)), "
+                      "use it in fn and pass it as module.")
+            ) from None
         if not _close(value, expected):
             if _close(value, weight * expected):
                 raise AssertionError(
@@ -506,6 +587,7 @@ def check_attention_map(fn: Callable) -> None:
     """Check ``fn(feature, p)`` -> ``(N, H*W)`` maps :math:`\\mathrm{vec}(\\sum_c |A_c|^p)`, each
     with unit L2 norm, against :func:`kdcourse.losses.attention_map`.
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "attention_map")
     outputs = []
     for a, p in _AT_MAP_INPUTS:
@@ -513,6 +595,8 @@ def check_attention_map(fn: Callable) -> None:
         shown = f"feature of shape {tuple(a.shape)}, p={p:g}"
         out = _call(fn, name, (a, p), shown)
         hints = {
+            (c, h * w): "It reduced over dim 0, the batch (shape[0] is the batch size N): the channels are dim 1, "
+                        "so reduce over dim=1 and keep one map per example.",
             (n, h, w): "Flatten the positions: the map of one example is a vector of H*W values (q.flatten(1)), "
                        "normalised as a whole.",
             (n, c): "It reduced over the positions; reduce over the CHANNELS (dim=1) and keep one value per "
@@ -584,6 +668,7 @@ def check_attention_transfer_loss(fn: Callable) -> None:
     """Check ``fn(student_feature, teacher_feature, p)`` against
     :func:`kdcourse.losses.attention_transfer_loss` (teacher and student of different widths).
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "attention_transfer_loss")
     outputs = []
     for s, t, p in _AT_LOSS_INPUTS:

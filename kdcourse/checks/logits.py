@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,14 @@ def _fmt(x) -> str:
     return repr(x)
 
 
+def _learner_frame(error: BaseException) -> traceback.FrameSummary:
+    """The deepest frame of ``error``'s traceback outside PyTorch and this package: the learner's own
+    line rather than torch's internals (falls back on the deepest frame)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    inside = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
+    return next((f for f in reversed(frames) if not f.filename.startswith(inside)), frames[-1])
+
+
 def _call(fn: Callable, name: str, args: tuple, shown: str):
     """Call the learner's function; turn an exception into a message that shows it."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
@@ -128,7 +137,7 @@ def _call(fn: Callable, name: str, args: tuple, shown: str):
             "line with your code, run that cell again, then run this check."
         ) from None
     except Exception as error:  # show the learner their own error, with where it happened
-        where = traceback.extract_tb(error.__traceback__)[-1]
+        where = _learner_frame(error)
         raise AssertionError(
             f"{name}({shown}) raised {type(error).__name__}: {error}\n"
             f"  (line {where.lineno}: {where.line})"
@@ -232,6 +241,13 @@ def _softmax_variants() -> list[_Variant]:
         _Variant(("it returns exp(logits / T) without dividing by the sum over classes: normalise so "
                   "that each row sums to 1.",),
                  lambda z, T: torch.exp(z / T)),
+        _Variant(("it divides by the sum of the WHOLE tensor (e.sum()), over every example and class at once, "
+                  "so the whole batch sums to 1 instead of each row. Sum over the classes only, one sum per "
+                  "example: e / e.sum(dim=-1, keepdim=True).",),
+                 lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum()),
+        _Variant(("it divides by the sum of the WHOLE tensor (e.sum()) and ignores T: divide the logits by T, "
+                  "then normalise each row, e / e.sum(dim=-1, keepdim=True).",),
+                 lambda z, T: torch.exp(z) / torch.exp(z).sum()),
         _Variant(("it returns logits / T, the scaled logits, without the softmax.",),
                  lambda z, T: z / T),
         _Variant(("the softmax runs over the batch (dim=0), not over the classes: each column sums to 1 "
@@ -402,10 +418,17 @@ _KD_MISTAKES = {
     "cross_entropy": "it computes the cross-entropy H(p_t, p_s) = -sum p_t log p_s, not the KL divergence: the "
                      "two differ by the teacher's entropy (constant for the student). Use F.kl_div (KL = H(p_t, p_s) "
                      "- H(p_t)).",
+    "dim0": "the softmaxes run over the batch (dim=0), not over the classes: each column of probabilities sums "
+            "to 1 instead of each row, so every example's distribution is mixed with the others' (and the loss "
+            "changes with the batch). Use dim=1 (or dim=-1), the classes, in both F.log_softmax and F.softmax.",
+    "dim0_student": "the student's log_softmax runs over the batch (dim=0), not over the classes: use "
+                    "F.log_softmax(student_logits / T, dim=1), like the teacher's softmax.",
+    "dim0_teacher": "the teacher's softmax runs over the batch (dim=0), not over the classes: use "
+                    "F.softmax(teacher_logits / T, dim=1), like the student's log_softmax.",
 }
 
 
-def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str) -> Callable:
+def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str, dim: str = "ok") -> Callable:
     """KD loss under one combination of mistakes (each argument 'ok' or a key of _KD_MISTAKES)."""
 
     def fn(s, t, T):
@@ -413,7 +436,9 @@ def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str
         zt = t * T if temp == "T_mul" else (t if temp in ("T_none", "T_student_only") else t / T)
         if direction == "reversed":
             zs, zt = zt, zs
-        log_ps, log_pt = F.log_softmax(zs, 1), F.log_softmax(zt, 1)
+        dim_s = 0 if dim in ("dim0", "dim0_student") else 1  # the softmax over the batch, or the classes
+        dim_t = 0 if dim in ("dim0", "dim0_teacher") else 1
+        log_ps, log_pt = F.log_softmax(zs, dim_s), F.log_softmax(zt, dim_t)
         if form == "softmax_input":
             per = log_pt.exp() * (log_pt - log_ps.exp())  # kl_div(input=p_s, target=p_t)
         elif form == "log_target":
@@ -436,19 +461,22 @@ def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str
 
 def _kd_variants() -> list[_Variant]:
     variants = []
-    for scale, direction, reduction, temp, form in itertools.product(
+    for scale, direction, reduction, temp, form, dim in itertools.product(
         ("ok", "noT2", "T1"), ("ok", "reversed"), ("ok", "mean", "sum"),
         ("ok", "T_student_only", "T_teacher_only", "T_none", "T_mul"),
         ("ok", "softmax_input", "log_target", "cross_entropy"),
+        ("ok", "dim0", "dim0_student", "dim0_teacher"),
     ):
         if temp == "T_none" and scale == "noT2":
             mistakes = ("it is the plain KL at T = 1: the temperature is never used (neither inside the "
                         "softmaxes nor as the T^2 factor).",)
-            if (direction, reduction, form) != ("ok", "ok", "ok"):
+            if (direction, reduction, form, dim) != ("ok", "ok", "ok", "ok"):
                 continue
         else:
-            mistakes = tuple(k for k in (scale, direction, reduction, temp, form) if k != "ok")
-        variants.append(_Variant(mistakes, _kd_variant(scale, direction, reduction, temp, form)))
+            mistakes = tuple(k for k in (scale, direction, reduction, temp, form, dim) if k != "ok")
+            if dim != "ok" and len(mistakes) > 3:
+                continue  # a wrong softmax dimension is named with at most two other slips
+        variants.append(_Variant(mistakes, _kd_variant(scale, direction, reduction, temp, form, dim)))
     return variants
 
 
@@ -564,6 +592,16 @@ _HARD = {
                          "`targets` (the teacher can be wrong; example 4 of the test batch is such a case).",
     "ce_probs": "F.cross_entropy takes logits, but it gets probabilities (a softmax was applied first): pass "
                 "student_logits directly.",
+    "ce_T2": "the cross-entropy is multiplied by T^2 (= {T2}) as well: only the soft term needs T^2 (it makes up "
+             "for the 1/T^2 that the temperature puts on the soft term's gradient). The hard term is the plain "
+             "F.cross_entropy(student_logits, targets): alpha * kd_loss(...) + (1 - alpha) * F.cross_entropy(...), "
+             "not T**2 * (alpha * KL + (1 - alpha) * CE).",
+    "nll_logits": "the hard term is F.nll_loss on the raw logits. F.nll_loss expects LOG-probabilities: on logits "
+                  "it is just minus the mean of the true classes' logits, which the student can push up for ever "
+                  "(no softmax ties the classes together). Use F.cross_entropy(student_logits, targets), which "
+                  "applies log_softmax itself, or F.nll_loss(F.log_softmax(student_logits, dim=1), targets).",
+    "nll_probs": "the hard term is F.nll_loss on probabilities (a softmax): F.nll_loss expects LOG-probabilities. "
+                 "Use F.log_softmax(student_logits, dim=1) there, or simply F.cross_entropy(student_logits, targets).",
 }
 _SOFT_MIX_TEXT = {
     "noT2": "the soft term is off by a factor T^2 (= {T2}): multiply the KL by T**2 (your kd_loss does).",
@@ -574,6 +612,8 @@ _SOFT_MIX_TEXT = {
               "log_softmax(student_logits / T).",
     "softmax_input": "the soft term gives F.kl_div probabilities where it expects LOG-probabilities: use "
                      "F.log_softmax(student_logits / T, dim=1).",
+    "dim0": "the soft term's softmaxes run over the batch (dim=0), not over the classes: use dim=1 in both "
+            "F.log_softmax and F.softmax.",
 }
 _SOFT_FOR_MIX = {
     "ok": ("ok", "ok", "ok", "ok", "ok"),
@@ -582,6 +622,7 @@ _SOFT_FOR_MIX = {
     "mean": ("ok", "ok", "mean", "ok", "ok"),
     "T_none": ("ok", "ok", "ok", "T_none", "ok"),
     "softmax_input": ("ok", "ok", "ok", "ok", "softmax_input"),
+    "dim0": ("ok", "ok", "ok", "ok", "ok", "dim0"),
 }
 
 
@@ -596,6 +637,12 @@ def _hard_term(kind: str, s, t, y, T):
         return F.cross_entropy(s, t.argmax(1))
     if kind == "ce_probs":
         return F.cross_entropy(torch.softmax(s, 1), y)
+    if kind == "ce_T2":
+        return F.cross_entropy(s, y) * T * T
+    if kind == "nll_logits":
+        return F.nll_loss(s, y)
+    if kind == "nll_probs":
+        return F.nll_loss(torch.softmax(s, 1), y)
     return F.cross_entropy(s, y)
 
 

@@ -45,6 +45,7 @@ def _ratio(expected: torch.Tensor, got: torch.Tensor) -> str:
 
 def _scale_invariance(name: str, fn: Callable, s: torch.Tensor, t: torch.Tensor, what: str) -> None:
     """A relation loss must not change when either embedding is scaled."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     base = fn(s.clone(), t.clone())
     for label, args in (("the student's", (10.0 * s, t)), ("the teacher's", (s, 0.1 * t))):
         if not _close(fn(*args), base):
@@ -124,7 +125,13 @@ _RKD_CRIT = {
 }
 _RKD_RED = {
     "offdiag": None,
-    "full": None,  # the authors' code averages over all N^2 entries; accepted
+    # The RKD authors' code averages over the full matrix; the lesson's formula and kdcourse.losses average
+    # over the pairs i != j, and the lesson's numbers come from the latter.
+    "full": "it averages the Huber loss over all b^2 entries of the distance matrices, the b zeros of the "
+            "diagonal included (each example's distance to itself), so the loss is (b-1)/b times the lesson's "
+            "(4/5 for a batch of 5). The formula averages over the b(b-1) pairs i != j: select them before "
+            "the loss, F.smooth_l1_loss(d_s[off], d_t[off]) with off = ~torch.eye(b, dtype=torch.bool). (The "
+            "RKD authors' code takes the mean over the full matrix; this course follows the formula.)",
     "sum": "it sums over the pairs; average instead (the default reduction of F.smooth_l1_loss), so that the "
            "loss does not grow with the batch size.",
 }
@@ -143,16 +150,18 @@ def _rkd_distance_variants() -> list[_Variant]:
 def check_rkd_distance_loss(fn: Callable) -> None:
     """Check ``fn(student_embedding, teacher_embedding)`` against
     :func:`kdcourse.losses.rkd_distance_loss` (the Huber loss between mean-normalised pairwise
-    distances). Averaging over all ``N^2`` entries, the diagonal included, as the authors' code
-    does, is accepted too.
+    distances, averaged over the ``b(b-1)`` pairs ``i != j``, as the lesson's formula states).
+    Averaging over all ``b^2`` entries, the diagonal included (the authors' code), is named: it is
+    ``(b-1)/b`` times the reference.
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "rkd_distance_loss")
     outputs = []
     for s, t in _RKD_INPUTS:
         shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
         outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
-    accepted = [_rkd_distance_variant("mean", "huber", red) for red in ("offdiag", "full")]
-    if any(all(_close(o, v(s, t)) for o, (s, t) in zip(outputs, _RKD_INPUTS)) for v in accepted):
+    expected = [losses.rkd_distance_loss(s, t) for s, t in _RKD_INPUTS]
+    if all(_close(o, e) for o, e in zip(outputs, expected)):
         s, t = _RKD_INPUTS[0]
         s = s.clone().requires_grad_(True)
         _check_gradient(name, fn(s, t), s, "the student's embedding")
@@ -200,6 +209,31 @@ _VERTEX_NOTE = ("(Summed over all triplets the loss would not notice, since ever
                 "mean what the paper says.)")
 
 
+def _angles_normalised_over(dim: int) -> Callable:
+    def fn(e: torch.Tensor) -> torch.Tensor:
+        u = F.normalize(e[:, None, :] - e[None, :, :], p=2, dim=dim)
+        return torch.einsum("ijd,kjd->ijk", u, u)
+    return fn
+
+
+def _angles_of_unit_points(e: torch.Tensor) -> torch.Tensor:
+    u = _unit(e)
+    diff = u[:, None, :] - u[None, :, :]
+    return torch.einsum("ijd,kjd->ijk", diff, diff)
+
+
+def _wrong_dim(dim: int, what: str = "the difference vectors") -> str:
+    return (f"{what} are normalised over the wrong dimension (dim={dim}): diff[i, j] = t_i - t_j "
+            "has shape (N, N, D) and each vector lies along the LAST dimension, so normalise over it, "
+            f"F.normalize(diff, dim=-1). Over dim={dim} each entry is divided by a norm taken across examples, "
+            "and the dot products are not the cosines of the angles.")
+
+
+_UNIT_POINTS = ("it normalises the embeddings (the points), then takes their differences: normalise the "
+                "difference vectors instead, e_ij = (t_i - t_j) / ||t_i - t_j|| (F.normalize(diff, dim=-1) on "
+                "diff = e[:, None, :] - e[None, :, :]).")
+
+
 def _angle_variants() -> list[_Variant]:
     def at_i(e):  # vertex i: <t_j - t_i, t_k - t_i>
         u = _unit(e[None, :, :] - e[:, None, :])  # u[i, j] = unit(t_j - t_i)
@@ -224,6 +258,9 @@ def _angle_variants() -> list[_Variant]:
         _Variant(("it returns the angles themselves (acos of the cosine); RKD compares the cosines "
                   "<e_ij, e_kj> directly.",),
                  lambda e: torch.acos(_reference_angles(e).clamp(-1, 1))),
+        _Variant((_wrong_dim(0),), _angles_normalised_over(0)),
+        _Variant((_wrong_dim(1),), _angles_normalised_over(1)),
+        _Variant((_UNIT_POINTS,), _angles_of_unit_points),
     ]
 
 
@@ -232,6 +269,7 @@ def check_rkd_angles(fn: Callable) -> None:
     at the vertex ``t_j`` (RKD eq. 6), with ``e_ij`` the unit vector from ``t_j`` to ``t_i``.
     Entries where two points coincide (``i == j`` or ``k == j``) are not checked, but must be finite.
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "rkd_angles")
     outputs, inputs = [], []
     for (e,) in _ANGLE_INPUTS:
@@ -289,12 +327,17 @@ def _rkd_angle_variants() -> list[_Variant]:
         _Variant(("it compares each embedding's angles with themselves or with the wrong network: compare "
                   "rkd_angles(student_embedding) with rkd_angles(teacher_embedding).",),
                  lambda s, t: torch.zeros(())),
+        *[_Variant((_wrong_dim(d, "the difference vectors of rkd_angles"),),
+                   lambda s, t, a=_angles_normalised_over(d): F.smooth_l1_loss(a(s), a(t))) for d in (0, 1)],
+        _Variant((_UNIT_POINTS,),
+                 lambda s, t: F.smooth_l1_loss(_angles_of_unit_points(s), _angles_of_unit_points(t))),
     ]
 
 
 def check_rkd_angle_loss(fn: Callable) -> None:
     """Check ``fn(student_embedding, teacher_embedding)`` against :func:`kdcourse.losses.rkd_angle_loss`
     (the Huber loss between the two ``(N, N, N)`` tensors of angle cosines, averaged)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "rkd_angle_loss")
     outputs = []
     for s, t in _RKD_INPUTS:
@@ -338,6 +381,26 @@ def _gram(f: torch.Tensor) -> torch.Tensor:
     return q @ q.t()
 
 
+def _pooled(f: torch.Tensor) -> torch.Tensor:
+    """Each example's feature averaged over its positions (global pooling), where SP flattens it."""
+    return f.mean(tuple(range(2, f.dim()))) if f.dim() > 2 else f
+
+
+_FLATTEN = ("The features here are 4-D (N, C, H, W): flatten each example to one vector first, "
+            "Q = feature.flatten(1) (or feature.view(len(feature), -1)), so that G = Q @ Q.T is (b, b).")
+def _flatten_hint(error: Exception) -> str | None:
+    """For an error on 4-D features: most likely they were not flattened."""
+    text = str(error).lower()
+    if any(word in text for word in ("size", "dimension", "shape", "dims")):
+        return _FLATTEN + " similarity_matrix(feature) should do it, for any (b, ...) feature."
+    return None
+
+
+_POOLED = ("it averages each feature map over its positions (global pooling) before the product, so only the "
+           "channels' means are compared; SP flattens each example's whole (C, H, W) feature into one vector, "
+           "Q = feature.flatten(1), then G = Q Q^T.")
+
+
 def _sim_variants() -> list[_Variant]:
     return [
         _Variant((), lambda f: F.normalize(_gram(f), dim=1)),
@@ -357,12 +420,14 @@ def _sim_variants() -> list[_Variant]:
         _Variant(("it divides the whole matrix by one norm; SP normalises each row separately: "
                   "F.normalize(G, dim=1).",),
                  lambda f: _gram(f) / _gram(f).norm()),
+        _Variant((_POOLED,), lambda f: F.normalize(_gram(_pooled(f)), dim=1)),
     ]
 
 
 def check_similarity_matrix(fn: Callable) -> None:
     """Check ``fn(feature)`` -> the ``(b, b)`` row-normalised batch similarity of SP
     (:func:`kdcourse.losses.similarity_matrix`), for flat and 4-D features."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "similarity_matrix")
     outputs = []
     for (f,) in _SIM_INPUTS:
@@ -372,16 +437,15 @@ def check_similarity_matrix(fn: Callable) -> None:
             out = _call(fn, name, (f,), shown)
         except AssertionError as error:
             if f.dim() > 2:
-                raise AssertionError(
-                    f"{error}\nThe features here are 4-D (N, C, H, W): flatten each example to one vector "
-                    "first, Q = feature.flatten(1) (or feature.view(len(feature), -1))."
-                ) from None
+                raise AssertionError(f"{error}\n{_FLATTEN}") from None
             raise
         hints = {(d, d): "That is the Gram matrix of the features' dimensions (Q^T Q); SP compares EXAMPLES: "
                          "G = Q Q^T is (b, b)."}
         if f.dim() > 2:
             c = f.shape[1]
             hints[(b, c, c)] = "Flatten each example first: Q = feature.flatten(1), then G = Q @ Q.T is (b, b)."
+            if isinstance(out, torch.Tensor) and tuple(out.shape) not in hints:
+                hints[tuple(out.shape)] = _FLATTEN  # any other shape from a 4-D input: most likely not flattened
         outputs.append(_tensor_output(name, shown, out, (b, b), hints))
     expected = [losses.similarity_matrix(f) for (f,) in _SIM_INPUTS]
     if all(_close(o, e) for o, e in zip(outputs, expected)):
@@ -440,17 +504,20 @@ def _sp_variants() -> list[_Variant]:
         _Variant(("the similarity matrices are not row-normalised (use similarity_matrix, eq. 2), and the "
                   "1/b^2 is missing.",),
                  lambda s, t: raw(s, t).pow(2).sum()),
+        _Variant((_POOLED,), lambda s, t: (g(_pooled(t)) - g(_pooled(s))).pow(2).sum() / len(s) ** 2),
     ]
 
 
 def check_similarity_preserving_loss(fn: Callable) -> None:
     """Check ``fn(student_feature, teacher_feature)`` against
     :func:`kdcourse.losses.similarity_preserving_loss`: ``||G_T - G_S||_F^2 / b^2``."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "similarity_preserving_loss")
     outputs = []
     for s, t in _SP_INPUTS:
         shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
-        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
+        hint = _flatten_hint if max(s.dim(), t.dim()) > 2 else None
+        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown, hint=hint), len(s)))
     expected = [losses.similarity_preserving_loss(s, t) for s, t in _SP_INPUTS]
     if all(_close(o, e) for o, e in zip(outputs, expected)):
         s, t = _SP_INPUTS[0]

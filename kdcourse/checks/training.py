@@ -84,6 +84,7 @@ def check_count_parameters(count_parameters) -> None:
     BatchNorm, adding the BatchNorm running statistics (buffers), counting only trainable
     parameters (a frozen teacher still has its size).
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     torch.manual_seed(0)
     model = _TinyConvNet()
     frozen = copy.deepcopy(model).requires_grad_(False)
@@ -128,6 +129,7 @@ def check_count_parameters(count_parameters) -> None:
 
 def check_accuracy(accuracy) -> None:
     """Check ``accuracy(logits, labels) -> float``: the fraction of rows whose arg-max is the label."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(12, 5, generator=g)
     labels = logits.argmax(1).clone()
@@ -198,7 +200,7 @@ def _kd_setup():
         teacher.train()
         for _ in range(3):  # give BatchNorm non-trivial running statistics
             teacher(torch.randn(32, 6, dtype=torch.float64) * 2 + 1)
-    student = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    student = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)).double().train()
     g = torch.Generator().manual_seed(99)
     batches = [(torch.randn(10, 6, generator=g, dtype=torch.float64),
                 torch.randint(0, 4, (10,), generator=g)) for _ in range(2)]
@@ -241,6 +243,16 @@ def _variants(T: float, alpha: float):
         ("CE at temperature T", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s / T, y),
          "the cross-entropy with the labels is computed on student_logits / T; the hard-label term "
          "uses the ordinary softmax (T = 1)."),
+        ("CE scaled by T^2", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y) * T * T,
+         f"the cross-entropy is multiplied by T^2 (= {T * T:g}) as well. Only the soft term needs T^2: it makes "
+         "up for the 1/T^2 that the temperature puts on the soft term's gradient. The hard term is the plain "
+         "F.cross_entropy(student_logits, y): alpha * kd_loss(...) + (1 - alpha) * F.cross_entropy(...), "
+         "not T**2 * (alpha * KL + (1 - alpha) * CE)."),
+        ("nll_loss on logits", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * F.nll_loss(s, y),
+         "the hard term is F.nll_loss on the raw logits. F.nll_loss expects LOG-probabilities: on logits it "
+         "is just minus the mean of the true classes' logits, which the student can push up for ever "
+         "(no softmax ties the classes together). Use F.cross_entropy(student_logits, y), which applies "
+         "log_softmax itself, or F.nll_loss(F.log_softmax(student_logits, dim=1), y)."),
         ("soft term only", lambda s, t, y: _soft_term(s, t, T),
          "only the soft term is trained: the (1 - alpha) * cross-entropy with the labels y is missing."),
         ("CE only", lambda s, t, y: ce(s, y),
@@ -282,9 +294,74 @@ def _step_hint(error: Exception) -> str | None:
     return None
 
 
-def _call_step(fn, student, teacher, x, y, optimizer, T, alpha):
+class _StepWatch:
+    """What happened to the student during one call of the learner's step: its mode at every
+    forward pass, whether a backward pass reached its parameters, and whether ``optimizer.step()``
+    found any gradient to apply. The hooks are removed right after the call."""
+
+    def __init__(self, student: nn.Module, optimizer: torch.optim.Optimizer):
+        self.student, self.optimizer = student, optimizer
+        self.modes: list[bool] = []  # student.training at each forward pass it can be trained through
+        self.backward = False  # a backward pass computed gradients for the student's parameters
+        self.steps = 0  # calls of optimizer.step()
+        self.empty_steps = 0  # ... that found every gradient None or zero
+
+    def __enter__(self):
+        params = list(self.student.parameters())
+
+        def on_step(optimizer, args, kwargs):
+            self.steps += 1
+            if all(p.grad is None or not p.grad.any() for p in params):
+                self.empty_steps += 1
+
+        def on_grad(grad):
+            self.backward = True
+
+        def on_forward(module, args):
+            if torch.is_grad_enabled():  # an evaluation under torch.no_grad() trains nothing: not watched
+                self.modes.append(module.training)
+
+        self._handles = [self.student.register_forward_pre_hook(on_forward),
+                         self.optimizer.register_step_pre_hook(on_step)]
+        self._handles += [p.register_hook(on_grad) for p in params if p.requires_grad]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        return False
+
+    @property
+    def ran_eval(self) -> bool:
+        """The student's forward pass ran in eval mode."""
+        return any(not training for training in self.modes)
+
+
+def _call_step(fn, student, teacher, x, y, optimizer, T, alpha) -> tuple[object, _StepWatch]:
     __tracebackhide__ = True
-    return _call(fn, "kd_training_step", student, teacher, x, y, optimizer, T, alpha, hint=_step_hint)
+    with _StepWatch(student, optimizer) as watch:
+        returned = _call(fn, "kd_training_step", student, teacher, x, y, optimizer, T, alpha, hint=_step_hint)
+    return returned, watch
+
+
+_STUDENT_TRAIN_MODE = (
+    "The student must be in train mode while it trains: there its dropout is active and its BatchNorm "
+    "normalises with the batch's own statistics and updates its running averages. A student with "
+    "BatchNorm or dropout (DigitsCNN has BatchNorm) computes other logits and gradients in eval mode, and "
+    "its running statistics never learn the data. Only the teacher goes in eval mode; the training loop "
+    "calls student.train() before its steps."
+)
+
+
+def _check_student_mode(watch: _StepWatch, student: nn.Module) -> None:
+    __tracebackhide__ = True
+    if watch.ran_eval:
+        _fail("The student ran its forward pass in eval mode: the step calls student.eval() (or "
+              f"student.train(False)) before it. {_STUDENT_TRAIN_MODE} Remove student.eval() from the step.")
+    if not student.training:
+        _fail("The step leaves the student in eval mode (student.eval() after its forward pass): the next "
+              f"steps of the loop would then train it in eval mode. {_STUDENT_TRAIN_MODE} Remove "
+              "student.eval() from the step; switch to eval mode only to evaluate, after training.")
 
 
 def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3, lr: float = 0.5) -> None:
@@ -296,8 +373,10 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
 
     The checker hands over a teacher still in train mode with gradients on (as it would be right
     after its own training), runs two steps with SGD and compares every update with the
-    reference; a mismatch is matched against the classic mistakes.
+    reference; a mismatch is matched against the classic mistakes. It also watches the student's
+    mode at its forward passes (it trains in train mode) and the order of ``backward`` and ``step``.
     """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     student, teacher, batches = _kd_setup()
     variants = _variants(T, alpha)
     reference = variants[0][1]
@@ -314,13 +393,19 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
         expected_loss1 = float(reference(student(x1), t_logits[0], y1))
     ref_grads1 = _grads(student, reference, x1, y1, t_logits[0])
 
-    returned = _call_step(kd_training_step, student, teacher, x1, y1, optimizer, T, alpha)
+    returned, watch = _call_step(kd_training_step, student, teacher, x1, y1, optimizer, T, alpha)
 
     # --- the teacher must stay untouched
     if not all(torch.equal(a, b) for a, b in zip(teacher_params, _params(teacher))):
         _fail("The teacher's weights changed: only the student may be trained. Give the optimizer "
               "only the student's parameters and run the teacher under torch.no_grad().")
     moved = [k for k, v in _state(teacher).items() if not torch.equal(v, teacher_state[k])]
+    if moved and (watch.ran_eval or not student.training):
+        _fail("The step puts the STUDENT in eval mode and leaves the teacher in train mode: student.eval() "
+              "where teacher.eval() was meant? The teacher's BatchNorm running statistics changed "
+              f"({', '.join(moved[:2])}) and its dropout was active, so its soft targets were noisy; and "
+              f"the student, which is the one being trained, was put in eval mode. {_STUDENT_TRAIN_MODE} "
+              "Call teacher.eval() before the teacher's forward pass, and leave the student as it is.")
     if moved:
         _fail("The teacher ran in train mode: its BatchNorm running statistics changed "
               f"({', '.join(moved[:2])}) and its dropout was active, so its soft targets were noisy. "
@@ -330,16 +415,26 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
               "forward pass under torch.no_grad() (or detach its logits). Besides wasting time, "
               "the teacher would get updated by any optimizer that holds its parameters.")
 
+    # --- the student trains in train mode
+    _check_student_mode(watch, student)
+
     # --- the student must have been updated with the reference gradient
     after1 = _params(student)
     if all(torch.equal(a, b) for a, b in zip(before1, after1)):
         grads = [p.grad for p in student.parameters()]
-        if all(g is None for g in grads):
+        cleared = all(g is None or not g.any() for g in grads)
+        if watch.backward and watch.empty_steps:
+            _fail("The student did not change: loss.backward() computed its gradients, but they were "
+                  "erased (optimizer.zero_grad()) before optimizer.step() ran, so the step had nothing to "
+                  "apply and the student learned nothing. zero_grad() clears the OLD gradients, so it goes "
+                  "before loss.backward(): optimizer.zero_grad(), then loss.backward(), then optimizer.step().")
+        if not watch.backward:
             _fail("The student did not change and has no gradients: call loss.backward() "
                   "before optimizer.step().")
-        if all(g is not None and not g.any() for g in grads):
-            _fail("The student did not change and its gradients are all zero: optimizer.zero_grad() "
-                  "must come before loss.backward(), not between backward() and step().")
+        if watch.backward and cleared:
+            _fail("The student did not change: loss.backward() computed its gradients, but they were "
+                  "erased (zero_grad()) afterwards and optimizer.step() (the optimizer passed in) never "
+                  "applied them. The order is optimizer.zero_grad(), loss.backward(), optimizer.step().")
         _fail("The student did not change although gradients were computed: call optimizer.step() "
               "(the optimizer passed in) after loss.backward().")
     learner_grads1 = [(b - a) / lr for a, b in zip(after1, before1)]
@@ -365,7 +460,8 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
     # --- a second step: old gradients must be cleared first
     ref_grads2 = _grads(student, reference, x2, y2, t_logits[1])
     before2 = _params(student)
-    _call_step(kd_training_step, student, teacher, x2, y2, optimizer, T, alpha)
+    _, watch = _call_step(kd_training_step, student, teacher, x2, y2, optimizer, T, alpha)
+    _check_student_mode(watch, student)
     learner_grads2 = [(b - a) / lr for a, b in zip(_params(student), before2)]
     if not _close(learner_grads2, ref_grads2):
         if _close(learner_grads2, [g2 + g1 for g1, g2 in zip(ref_grads1, ref_grads2)]):

@@ -1,0 +1,74 @@
+"""The lesson 08b checker (paired attention transfer): the learner's errors with a dict of layer
+pairs get a hint naming the likely cause; the checker's own frames stay out of the traceback."""
+
+import os
+import re
+
+import pytest
+
+from kdcourse.capstone import as_attention_map, paired_attention_loss
+from kdcourse.checks import check_paired_attention_loss
+from kdcourse.losses import attention_map
+
+
+def fails_with(fn, *patterns):
+    with pytest.raises(AssertionError) as info:
+        check_paired_attention_loss(fn)
+    message = str(info.value)
+    for pattern in patterns:
+        assert re.search(pattern, message, re.IGNORECASE | re.DOTALL), f"{pattern!r} not in:\n{message}"
+    return info
+
+
+def mean_over_pairs(pairs, pair_loss):
+    return sum(pair_loss(s, t) for s, t in pairs) / len(pairs)
+
+
+def test_reference_passes(capsys):
+    check_paired_attention_loss(paired_attention_loss)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_student_layer_name_used_on_the_teacher_is_named():
+    def loss(student_out, teacher_out, pairs):
+        return mean_over_pairs(pairs.items(), lambda s, t: (attention_map(student_out[s])
+                                                             - as_attention_map(teacher_out[s])).pow(2).mean())
+
+    fails_with(loss, "KeyError: 'layer2'", "teacher_out has no layer 'layer2'", "STUDENT's layer name",
+               "teacher_out\\[teacher_name\\]", "pairs.items\\(\\)")
+
+
+def test_teacher_layer_name_used_on_the_student_is_named():
+    def loss(student_out, teacher_out, pairs):
+        return mean_over_pairs(pairs.items(), lambda s, t: (attention_map(student_out[t])
+                                                             - as_attention_map(teacher_out[t])).pow(2).mean())
+
+    fails_with(loss, "student_out has no layer 'block3'", "TEACHER's layer name")
+
+
+def test_iterating_over_the_dict_of_pairs_is_named():
+    def loss(student_out, teacher_out, pairs):
+        total = 0.0
+        for s, t in pairs:  # the keys only: each name is unpacked into two variables
+            total = total + (attention_map(student_out[s]) - as_attention_map(teacher_out[t])).pow(2).mean()
+        return total / len(pairs)
+
+    fails_with(loss, "values to unpack", "gives its KEYS only", "for student_name, teacher_name in pairs.items\\(\\)")
+
+
+def test_tracebacks_hide_the_checkers_frames():
+    def loss(student_out, teacher_out, pairs):
+        return mean_over_pairs(pairs, lambda s, t: 0.0)
+
+    info = fails_with(loss, "values to unpack")
+    error, shown = info.value, []
+    while error is not None:
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
+                    not frame.f_locals.get("__tracebackhide__"):
+                shown.append(frame.f_code.co_name)
+            tb = tb.tb_next
+        error = error.__cause__
+    assert shown == []
