@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--epochs", type=int, default=None, help="with --labeled: epochs of pseudo / kd")
     cmp.add_argument("--baseline-epochs", type=int, default=None,
                      help="with --labeled: epochs of the label-only baseline")
+    cmp.add_argument("--student-widths", default=None, metavar="A,B,C",
+                     help="with --labeled on cifar10: the student CifarCNN's three widths (default 16,32,64)")
+    cmp.add_argument("--teacher", choices=["strong", "weak"], default="strong",
+                     help="with --labeled on cifar10: the shipped teacher (strong: 88 %%, 60 epochs; weak: the "
+                          "same network after 3 epochs)")
     cmp.add_argument("--threads", type=int, default=None,
                      help="PyTorch CPU threads (default: 1 for digits, whose tiny networks run fastest "
                           "on one thread; PyTorch's default for cifar10)")
@@ -127,10 +132,24 @@ def _transfer(args, methods: list[str]) -> dict:
     for name in ("epochs", "baseline_epochs"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.student_widths is not None:
+        if args.dataset == "digits":
+            raise ValueError("--student-widths sets a CIFAR-10 CifarCNN; the digits student is DigitsCNN(8)")
+        try:
+            widths = tuple(int(w) for w in args.student_widths.split(","))
+        except ValueError:
+            widths = ()
+        if len(widths) != 3 or min(widths) < 1:
+            raise ValueError(f"--student-widths takes three positive integers like 16,32,64, got {args.student_widths!r}")
+        changes["student_widths"] = widths
     reg = replace(base, **changes)
     print(f"transfer set: {reg.describe()}")
-    study = (digits_transfer_study if args.dataset == "digits" else cifar10_transfer_study)(
-        reg, methods, seeds=args.seeds, progress=not args.quiet)
+    if args.dataset == "digits":
+        if args.teacher != "strong":
+            raise ValueError("--teacher weak is a CIFAR-10 teacher; the digits have one teacher")
+        study = digits_transfer_study(reg, methods, seeds=args.seeds, progress=not args.quiet)
+    else:
+        study = cifar10_transfer_study(reg, methods, seeds=args.seeds, progress=not args.quiet, teacher=args.teacher)
     return study.results
 
 

@@ -9,6 +9,12 @@ Loading checks that the file is exactly the one that was trained: its SHA-256 mu
 digest recorded in the sidecar *and* the digest hard-coded here (:data:`CIFAR10_TEACHER_SHA256`),
 so neither a damaged checkpoint nor a swapped pair of checkpoint and sidecar goes unnoticed.
 The weights are read with ``torch.load(..., weights_only=True)``, which never runs pickled code.
+
+Two CIFAR-10 teachers ship, of the same architecture and recipe, differing only in the length of
+their schedule (the pretrained-vs-scratch study of lesson 08c): ``which="strong"`` (the default,
+``cifar10_teacher.pt``, 60 epochs) and ``which="weak"`` (``cifar10_teacher_short.pt``, 3 epochs,
+``scripts/train_cifar_teacher.py --epochs 3 --batch-size 256 --name cifar10_teacher_short``).
+Each has its logits on every CIFAR-10 image shipped beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 from .models import CharTransformer, CifarResNet
 
 __all__ = [
+    "CIFAR10_TEACHERS",
     "CIFAR10_TEACHER_PATH",
     "CIFAR10_TEACHER_SHA256",
     "load_cifar10_teacher",
@@ -47,9 +54,29 @@ CIFAR10_TEACHER_SHA256 = "85424b2e33d8af62c7175321068c27a26f1d34b431c7da2986d3f8
 CIFAR10_TEACHER_ARCH = {"widths": (32, 64, 128), "blocks": 2, "num_classes": 10}
 """``CifarResNet`` keyword arguments of the shipped teacher (also recorded in the sidecar)."""
 
+CIFAR10_WEAK_TEACHER_PATH = ASSETS / "cifar10_teacher_short.pt"
+"""The weak teacher: the same ``CifarResNet``, trained 3 epochs instead of 60."""
+
+CIFAR10_WEAK_TEACHER_SHA256 = "1e53067b6761a8d6287699b60bd9c2d43def97716f651572965c3a6bb589198d"
+"""SHA-256 of :data:`CIFAR10_WEAK_TEACHER_PATH`."""
+
+CIFAR10_TEACHERS = ("strong", "weak")
+"""The shipped CIFAR-10 teachers, by name (``which=`` of the functions below)."""
+
+
+def _cifar_asset(which: str) -> tuple[Path, str, Path, str]:
+    """``(checkpoint, its SHA-256, logits file, its SHA-256)`` of a shipped teacher (read at call time)."""
+    if which == "strong":
+        return CIFAR10_TEACHER_PATH, CIFAR10_TEACHER_SHA256, CIFAR10_LOGITS_PATH, CIFAR10_LOGITS_SHA256
+    if which == "weak":
+        return (CIFAR10_WEAK_TEACHER_PATH, CIFAR10_WEAK_TEACHER_SHA256, CIFAR10_WEAK_LOGITS_PATH,
+                CIFAR10_WEAK_LOGITS_SHA256)
+    raise ValueError(f"which must be one of {CIFAR10_TEACHERS} (the shipped CIFAR-10 teachers), got {which!r}")
+
+
 _RESTORE = (
-    "Restore the shipped file with `git checkout kdcourse/assets/cifar10_teacher.pt "
-    "kdcourse/assets/cifar10_teacher.json` (or reinstall kdcourse), or re-create a teacher with "
+    "Restore the shipped files with `git checkout kdcourse/assets/` (or reinstall kdcourse), "
+    "or re-create a teacher with "
     "`python scripts/train_cifar_teacher.py` (a few minutes on a GPU; see its docstring)."
 )
 
@@ -66,12 +93,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cifar10_teacher_info(path: str | os.PathLike | None = None) -> dict:
-    """The JSON sidecar of a teacher checkpoint (architecture, epochs, test accuracy, ...).
+def cifar10_teacher_info(path: str | os.PathLike | None = None, which: str = "strong") -> dict:
+    """The JSON sidecar of a teacher checkpoint (architecture, epochs, test accuracy, ...): the
+    shipped teacher ``which`` when ``path`` is ``None``.
 
     Returns ``{}`` when the checkpoint has no sidecar next to it.
     """
-    sidecar = _sidecar(Path(path) if path is not None else CIFAR10_TEACHER_PATH)
+    sidecar = _sidecar(Path(path) if path is not None else _cifar_asset(which)[0])
     if not sidecar.is_file():
         return {}
     try:
@@ -80,10 +108,12 @@ def cifar10_teacher_info(path: str | os.PathLike | None = None) -> dict:
         raise RuntimeError(f"the teacher's sidecar {sidecar} is corrupted or modified ({err}). {_RESTORE}") from err
 
 
-def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = True) -> CifarResNet:
+def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = True,
+                         which: str = "strong") -> CifarResNet:
     """The pretrained CIFAR-10 teacher, frozen: on the CPU, in ``eval()`` mode, no gradients.
 
-    - ``path=None`` loads the checkpoint shipped in ``kdcourse/assets``; another ``path`` loads
+    - ``path=None`` loads the checkpoint shipped in ``kdcourse/assets``: ``which="strong"`` (88 %
+      on the test set, the default) or ``"weak"`` (the same network after a 3-epoch schedule); another ``path`` loads
       a checkpoint made by ``scripts/train_cifar_teacher.py`` (its architecture is read from the
       ``.json`` sidecar next to it when there is one).
     - ``verify=True`` compares the file's SHA-256 with the expected digest: for the shipped file
@@ -96,8 +126,9 @@ def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = T
     instructions to restore or re-create it. The teacher expects inputs normalised as
     :func:`kdcourse.data.load_cifar10_data` returns them (``normalize=True``).
     """
-    shipped = path is None or Path(path).resolve() == CIFAR10_TEACHER_PATH
-    path = CIFAR10_TEACHER_PATH if path is None else Path(path)
+    shipped_path, shipped_sha, _, _ = _cifar_asset(which)
+    shipped = path is None or Path(path).resolve() == shipped_path
+    path = shipped_path if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"no teacher checkpoint at {path}. Restore the shipped one with `git checkout "
@@ -111,14 +142,14 @@ def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = T
         actual = _sha256(path)
         recorded = info.get("sha256")
         if shipped:
-            if recorded is not None and recorded != CIFAR10_TEACHER_SHA256:
+            if recorded is not None and recorded != shipped_sha:
                 raise RuntimeError(
                     f"the teacher's sidecar {_sidecar(path)} is modified: it records sha256 {recorded}, "
-                    f"the package expects {CIFAR10_TEACHER_SHA256}. {_RESTORE}"
+                    f"the package expects {shipped_sha}. {_RESTORE}"
                 )
-            expected = CIFAR10_TEACHER_SHA256
+            expected = shipped_sha
         else:
-            expected = recorded or CIFAR10_TEACHER_SHA256
+            expected = recorded or shipped_sha
         if actual != expected:
             raise RuntimeError(
                 f"the teacher checkpoint {path} is corrupted or modified: its SHA-256 is {actual}, "
@@ -154,12 +185,18 @@ CIFAR10_LOGITS_PATH = ASSETS / "cifar10_teacher_logits.npz"
 CIFAR10_LOGITS_SHA256 = "b6c0f8c817b97f8ebb9960db3d7dc6a8199579ad2a58fb52136371f6182a16a2"
 """SHA-256 of :data:`CIFAR10_LOGITS_PATH` (update it with the file)."""
 
-_SHIPPED_LOGITS: dict[str, dict[str, torch.Tensor]] = {}
+CIFAR10_WEAK_LOGITS_PATH = ASSETS / "cifar10_teacher_short_logits.npz"
+"""The weak teacher's logits on every CIFAR-10 image (``scripts/cifar10_teacher_logits.py --teacher weak``)."""
+
+CIFAR10_WEAK_LOGITS_SHA256 = "f66689e5d5d4b6e10ac1d489bb9907d9d9d1bc5b78cc2a93d6398dd30a76d9f5"
+"""SHA-256 of :data:`CIFAR10_WEAK_LOGITS_PATH`."""
+
+_SHIPPED_LOGITS: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
 
 
-def shipped_cifar10_logits(data_sha256: str | None) -> dict[str, torch.Tensor] | None:
-    """The shipped teacher's logits ``{"train": (50000, 10), "test": (10000, 10)}`` (float32, in
-    the loader's row order), or ``None`` when they do not apply.
+def shipped_cifar10_logits(data_sha256: str | None, which: str = "strong") -> dict[str, torch.Tensor] | None:
+    """The shipped teacher ``which``'s logits ``{"train": (50000, 10), "test": (10000, 10)}``
+    (float32, in the loader's row order), or ``None`` when they do not apply.
 
     They apply only to the copy of CIFAR-10 they were computed on: ``data_sha256`` (a
     :class:`~kdcourse.data.DataSplits`' ``source_sha256``) must equal the sidecar's
@@ -173,24 +210,25 @@ def shipped_cifar10_logits(data_sha256: str | None) -> dict[str, torch.Tensor] |
 
     import numpy as np
 
-    if data_sha256 is None or not CIFAR10_LOGITS_PATH.is_file():
+    _, teacher_sha, logits_path, logits_sha = _cifar_asset(which)
+    if data_sha256 is None or not logits_path.is_file():
         return None
-    if data_sha256 in _SHIPPED_LOGITS:
-        return _SHIPPED_LOGITS[data_sha256]
-    sidecar = cifar10_teacher_info(CIFAR10_LOGITS_PATH)
-    if sidecar.get("data_sha256") != data_sha256 or sidecar.get("teacher_sha256") != CIFAR10_TEACHER_SHA256:
+    if (which, data_sha256) in _SHIPPED_LOGITS:
+        return _SHIPPED_LOGITS[which, data_sha256]
+    sidecar = cifar10_teacher_info(logits_path)
+    if sidecar.get("data_sha256") != data_sha256 or sidecar.get("teacher_sha256") != teacher_sha:
         return None
-    actual = _sha256(CIFAR10_LOGITS_PATH)
-    if actual != CIFAR10_LOGITS_SHA256:
-        warnings.warn(f"the shipped teacher logits {CIFAR10_LOGITS_PATH} are corrupted or modified (SHA-256 "
-                      f"{actual}, expected {CIFAR10_LOGITS_SHA256}); the teacher is run instead. Restore the "
+    actual = _sha256(logits_path)
+    if actual != logits_sha:
+        warnings.warn(f"the shipped teacher logits {logits_path} are corrupted or modified (SHA-256 "
+                      f"{actual}, expected {logits_sha}); the teacher is run instead. Restore the "
                       "file with `git checkout kdcourse/assets/` or re-create it with "
-                      "`python scripts/cifar10_teacher_logits.py`.", RuntimeWarning, stacklevel=2)
+                      f"`python scripts/cifar10_teacher_logits.py --teacher {which}`.", RuntimeWarning, stacklevel=2)
         return None
-    with np.load(CIFAR10_LOGITS_PATH, allow_pickle=False) as stored:
+    with np.load(logits_path, allow_pickle=False) as stored:
         logits = {split: torch.from_numpy(np.ascontiguousarray(stored[split], dtype=np.float32))
                   for split in ("train", "test")}
-    _SHIPPED_LOGITS[data_sha256] = logits
+    _SHIPPED_LOGITS[which, data_sha256] = logits
     return logits
 
 

@@ -35,7 +35,7 @@ from . import config
 from .data import DataSplits, cifar10_labels, labeled_split, load_cifar10_data, tensors, transfer_set
 from .distill import History, evaluate, method_terms, seed_everything, train
 from .models import CifarCNN, count_parameters
-from .teachers import load_cifar10_teacher, shipped_cifar10_logits
+from .teachers import cifar10_teacher_info, load_cifar10_teacher, shipped_cifar10_logits
 
 __all__ = [
     "TRANSFER_METHODS",
@@ -47,6 +47,7 @@ __all__ = [
     "transfer_rows",
     "cifar10_teacher_logits",
     "cifar10_transfer_study",
+    "capacity_study",
     "digits_transfer_study",
     "DIGITS_TRANSFER",
     "soft_target_entropy",
@@ -121,6 +122,10 @@ class TransferStudy:
     pool_labels: torch.Tensor | None = None  # the pool's true labels (never used in training)
     held_out_logits: torch.Tensor | None = None  # the teacher's logits on held-out test images
     held_out_labels: torch.Tensor | None = None
+    test_logits: torch.Tensor | None = None  # the teacher's logits on the test images scored
+    test_labels: torch.Tensor | None = None
+    test_data: TensorDataset | None = None  # the test images scored (CIFAR-10 studies)
+    students: dict[str, list[nn.Module]] = field(default_factory=dict)  # with keep_students=True, per seed
 
     def accuracies(self) -> dict[str, list[float]]:
         """``{method: [test accuracy per seed]}``."""
@@ -142,6 +147,7 @@ def transfer_study(
     methods: Sequence[str] = TRANSFER_METHODS,
     seeds: int = 3,
     progress: bool = True,
+    keep_students: bool = False,
 ) -> TransferStudy:
     """Train one student per method and seed; return accuracies (test, in [0, 1]) and paired gains.
 
@@ -150,6 +156,8 @@ def transfer_study(
     so the teacher never runs during training. ``make_student()`` builds a fresh student; it is called
     after seeding, so seed ``s`` gives every method the same initial student.
     Each method's entry also holds ``"vs_baseline"``: the per-seed differences to the baseline.
+    ``keep_students=True`` keeps the trained students (``study.students[method]``, one per seed, in
+    eval mode) for measuring them afterwards, e.g. their agreement with the teacher.
     """
     from tqdm.auto import tqdm
 
@@ -166,6 +174,7 @@ def transfer_study(
     cache = {"logits": teacher_logits}
     results: dict[str, dict] = {}
     histories: dict[str, list[History]] = {}
+    students: dict[str, list[nn.Module]] = {}
     bar = tqdm(total=len(methods) * seeds, desc="transfer set", disable=not config.progress_enabled(progress))
     for method in methods:
         accs, secs = [], []
@@ -185,6 +194,8 @@ def transfer_study(
             accs.append(evaluate(student, test))
             history.student = None
             histories.setdefault(method, []).append(history)
+            if keep_students:
+                students.setdefault(method, []).append(student.eval())
             bar.update()
         results[method] = {**summarize(accs), "params": count_parameters(student),
                            "seconds": statistics.fmean(secs),
@@ -195,7 +206,7 @@ def transfer_study(
         for method in results:
             if method != "baseline":
                 results[method]["vs_baseline"] = paired_differences(results, method)
-    return TransferStudy(reg, results, histories)
+    return TransferStudy(reg, results, histories, students=students)
 
 
 # ------------------------------------------------------------------ CIFAR-10
@@ -233,8 +244,9 @@ def transfer_rows(reg: TransferRegime, y_train: torch.Tensor, y_test: torch.Tens
 
 
 def cifar10_teacher_logits(data: DataSplits, split: str, rows: torch.Tensor | None = None,
-                           teacher: nn.Module | None = None, cache: bool = True) -> tuple[torch.Tensor, str]:
-    """The shipped teacher's logits on ``data``'s ``split`` (``rows`` of it, default all).
+                           teacher: nn.Module | None = None, cache: bool = True,
+                           which: str = "strong") -> tuple[torch.Tensor, str]:
+    """The shipped teacher ``which``'s logits on ``data``'s ``split`` (``rows`` of it, default all).
 
     Read from the logits shipped with the package when ``data`` is the copy they were computed on
     (:func:`kdcourse.teachers.shipped_cifar10_logits`), else computed once and cached on disk
@@ -246,24 +258,28 @@ def cifar10_teacher_logits(data: DataSplits, split: str, rows: torch.Tensor | No
     x = tensors(getattr(data, split))[0]
     if rows is None:
         rows = torch.arange(len(x))
-    shipped = shipped_cifar10_logits(data.source_sha256)
+    shipped = shipped_cifar10_logits(data.source_sha256, which=which)
     if shipped is not None and split in data.rows:
         return shipped[split][data.rows[split][rows]], "shipped"
-    teacher = teacher if teacher is not None else load_cifar10_teacher()
-    out, hit = cached_teacher_targets(teacher, x[rows], (), cache=cache, split=split)
+    teacher = teacher if teacher is not None else load_cifar10_teacher(which=which)
+    out, hit = cached_teacher_targets(teacher, x[rows], (), teacher_sha256=cifar10_teacher_info(which=which)["sha256"],
+                                      cache=cache, split=split)
     return out["logits"], "cache" if hit else "computed"
 
 
 def cifar10_transfer_study(reg: TransferRegime | None = None, methods: Sequence[str] = TRANSFER_METHODS,
-                           seeds: int = 3, progress: bool = True) -> TransferStudy:
-    """:func:`transfer_study` on CIFAR-10 with the shipped teacher and a ``CifarCNN`` student.
+                           seeds: int = 3, progress: bool = True, teacher: str = "strong",
+                           keep_students: bool = False) -> TransferStudy:
+    """:func:`transfer_study` on CIFAR-10 with the shipped teacher ``teacher`` (``"strong"`` or
+    ``"weak"``, :data:`kdcourse.teachers.CIFAR10_TEACHERS`) and a ``CifarCNN(reg.student_widths)`` student.
 
     The rows come from :func:`transfer_rows` (stratified, ``reg.data_seed``), and only those
     images are loaded (``load_cifar10_data(train_rows=..., test_rows=...)``: about 30 MB rather
     than 700 MB for all of CIFAR-10). The result's ``"teacher"`` entry holds the teacher's accuracy
     on the same test images and on the pool; ``pool_logits`` / ``pool_labels`` its logits on the
     pool and the pool's true labels, ``held_out_logits`` / ``held_out_labels`` the same for the
-    held-out test images (for comparing the two kinds of pool).
+    held-out test images (for comparing the two kinds of pool), ``test_logits`` / ``test_labels``
+    the same for the test images scored.
     """
     reg = reg or FULL
     start = time.perf_counter()
@@ -282,25 +298,43 @@ def cifar10_transfer_study(reg: TransferRegime | None = None, methods: Sequence[
     pool = TensorDataset(x_train[n_lab:], y_tr[n_lab:]) if reg.pool == "train" else held
 
     start = time.perf_counter()
-    train_logits, source = cifar10_teacher_logits(data, "train")
-    test_logits, _ = cifar10_teacher_logits(data, "test")
+    train_logits, source = cifar10_teacher_logits(data, "train", which=teacher)
+    test_logits, _ = cifar10_teacher_logits(data, "test", which=teacher)
     held_logits = test_logits[n_test:]
     pool_logits = train_logits[n_lab:] if reg.pool == "train" else held_logits
     transfer_logits = torch.cat([train_logits[:n_lab], pool_logits])
     teacher_seconds = time.perf_counter() - start
 
-    teacher = load_cifar10_teacher()
+    which = teacher
+    teacher = load_cifar10_teacher(which=which)
     study = transfer_study(lab, pool, test, teacher, transfer_logits, lambda: CifarCNN(reg.student_widths), reg,
-                           methods=methods, seeds=seeds, progress=progress)
+                           methods=methods, seeds=seeds, progress=progress, keep_students=keep_students)
     teacher_acc = float((test_logits[:n_test].argmax(1) == test.tensors[1]).float().mean())
     study.results = {"teacher": {
         "mean": teacher_acc, "std": 0.0, "runs": [teacher_acc], "params": count_parameters(teacher),
         "seconds": None, "pool_accuracy": float((pool_logits.argmax(1) == pool.tensors[1]).float().mean()),
-        "logits_from": source}, **study.results}
+        "logits_from": source, "which": which}, **study.results}
     study.timings = {"data_seconds": data_seconds, "teacher_seconds": teacher_seconds}
     study.pool_logits, study.pool_labels = pool_logits, pool.tensors[1]
     study.held_out_logits, study.held_out_labels = held_logits, held.tensors[1]
+    study.test_logits, study.test_labels, study.test_data = test_logits[:n_test], test.tensors[1], test
     return study
+
+
+def capacity_study(reg: TransferRegime, widths: Sequence[tuple[int, int, int]],
+                   methods: Sequence[str] = ("baseline", "kd"), seeds: int = 3, teacher: str = "strong",
+                   progress: bool = True) -> dict[tuple[int, int, int], TransferStudy]:
+    """:func:`cifar10_transfer_study` for students ``CifarCNN(w)`` of several widths, one teacher:
+    ``{widths: study}`` in the order given. Same images, same seeds (so for a given size the
+    methods are paired, and ``study.gain("kd")`` is KD's per-seed gain at that size); the
+    capacity-gap question of Mirzadeh et al. (2020) and of the ResNet-10 -> ResNet-3..6 study."""
+    if not widths:
+        raise ValueError("give at least one student width, e.g. widths=[(4, 8, 16), (8, 16, 32)]")
+    from dataclasses import replace
+
+    return {tuple(w): cifar10_transfer_study(replace(reg, student_widths=tuple(w)), methods=methods, seeds=seeds,
+                                             progress=progress, teacher=teacher)
+            for w in widths}
 
 
 DIGITS_TRANSFER = TransferRegime(labeled=100, unlabeled=None, epochs=20, baseline_epochs=60, test_size=450)

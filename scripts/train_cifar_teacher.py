@@ -24,7 +24,8 @@ Optimisation
     the batch order and the augmentation); on a GPU, cuDNN's autotuned kernels make reruns close
     but not bit-identical.
 
-Outputs (in ``--out-dir``, default ``kdcourse/assets``)
+Outputs (in ``--out-dir``, default ``kdcourse/assets``; ``--name`` sets the file stem, default
+``cifar10_teacher``, and ``cifar10_teacher_short`` for the weak teacher)
     - ``cifar10_teacher.pt``: a plain ``state_dict`` (float32, CPU tensors), loadable with
       ``torch.load(path, weights_only=True)``; load it with
       ``kdcourse.teachers.load_cifar10_teacher()``;
@@ -32,14 +33,18 @@ Outputs (in ``--out-dir``, default ``kdcourse/assets``)
       parameter count, epochs, batch size, optimiser and schedule, augmentation, seed, test
       accuracy, training seconds, the machine (GPU name, torch / torchvision / CUDA versions)
       and the checkpoint's SHA-256. ``kdcourse/teachers.py`` also hard-codes that digest
-      (``CIFAR10_TEACHER_SHA256``): after retraining into the package's assets, update it.
+      (``CIFAR10_TEACHER_SHA256``, ``CIFAR10_WEAK_TEACHER_SHA256``): after retraining into the
+      package's assets, update it (and re-run ``scripts/cifar10_teacher_logits.py``).
 
 ``--max-seconds`` caps training time: after a short timing probe the number of epochs is
 lowered so that training fits (the sidecar records the epochs actually used).
 
-Usage (the shipped teacher; see the sidecar for the machine and numbers)::
+Usage (the shipped teachers; see their sidecars for the machine and numbers)::
 
-    KDCOURSE_CIFAR10=/path/to/cifar10-jpeg.tar.gz python scripts/train_cifar_teacher.py --epochs 30
+    KDCOURSE_CIFAR10=/path/to/cifar10-jpeg.tar.gz python scripts/train_cifar_teacher.py --epochs 60
+    # the weak teacher of lesson 08c: the same network and recipe on a 3-epoch schedule
+    KDCOURSE_CIFAR10=/path/to/cifar10-jpeg.tar.gz python scripts/train_cifar_teacher.py \
+        --epochs 3 --batch-size 256 --name cifar10_teacher_short
 
 A CPU smoke test (a minute): ``python scripts/train_cifar_teacher.py --epochs 1
 --train-size 2000 --test-size 1000 --out-dir /tmp/teacher``.
@@ -68,8 +73,6 @@ from kdcourse.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10_data  # noqa: 
 from kdcourse.models import CifarResNet, count_parameters  # noqa: E402
 
 ARCH = {"widths": [32, 64, 128], "blocks": 2, "num_classes": 10}
-CHECKPOINT = "cifar10_teacher.pt"
-SIDECAR = "cifar10_teacher.json"
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -111,7 +114,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-seconds", type=float, default=None, help="lower the epochs to fit this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "kdcourse" / "assets")
+    parser.add_argument("--name", default="cifar10_teacher",
+                        help="file stem of the checkpoint and its sidecar (cifar10_teacher_short: the weak teacher)")
     args = parser.parse_args(argv)
+    checkpoint_name, sidecar_name = f"{args.name}.pt", f"{args.name}.json"
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -210,7 +216,7 @@ def main(argv=None) -> dict:
     test_accuracy = evaluate(model, x_test, y_test)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = args.out_dir / CHECKPOINT
+    checkpoint = args.out_dir / checkpoint_name
     torch.save(state, checkpoint)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
 
@@ -218,7 +224,7 @@ def main(argv=None) -> dict:
         "model": "kdcourse.models.CifarResNet",
         "architecture": ARCH,
         "parameters": n_params,
-        "checkpoint": CHECKPOINT,
+        "checkpoint": checkpoint_name,
         "checkpoint_bytes": checkpoint.stat().st_size,
         "sha256": digest,
         "dataset": "CIFAR-10",
@@ -247,7 +253,7 @@ def main(argv=None) -> dict:
         "command": "python scripts/train_cifar_teacher.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    (args.out_dir / SIDECAR).write_text(json.dumps(info, indent=2) + "\n")
+    (args.out_dir / sidecar_name).write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2))
     print(f"wrote {checkpoint} ({info['checkpoint_bytes']} bytes, sha256 {digest}); "
           f"if it replaces the shipped teacher, set CIFAR10_TEACHER_SHA256 in kdcourse/teachers.py")

@@ -43,6 +43,29 @@ def test_sidecar_records_the_checkpoint():
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
+def test_the_weak_teacher_is_the_same_network_on_a_shorter_schedule():
+    strong, weak = cifar10_teacher_info(), cifar10_teacher_info(which="weak")
+    assert weak["sha256"] == teachers.CIFAR10_WEAK_TEACHER_SHA256 == teachers._sha256(teachers.CIFAR10_WEAK_TEACHER_PATH)
+    assert weak["architecture"] == strong["architecture"] and weak["parameters"] == strong["parameters"]
+    assert weak["epochs"] < strong["epochs"] and 0.60 <= weak["test_accuracy"] < strong["test_accuracy"] - 0.05
+    model = load_cifar10_teacher(which="weak")
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert not torch.equal(next(model.parameters()), next(load_cifar10_teacher().parameters()))
+    with pytest.raises(ValueError, match="strong"):
+        load_cifar10_teacher(which="medium")
+
+
+def test_a_corrupted_weak_teacher_is_refused(tmp_path, monkeypatch):
+    copy = tmp_path / "cifar10_teacher_short.pt"
+    blob = bytearray(teachers.CIFAR10_WEAK_TEACHER_PATH.read_bytes())
+    blob[-10] ^= 0xFF
+    copy.write_bytes(bytes(blob))
+    shutil.copy(teachers.CIFAR10_WEAK_TEACHER_PATH.with_suffix(".json"), copy.with_suffix(".json"))
+    monkeypatch.setattr(teachers, "CIFAR10_WEAK_TEACHER_PATH", copy)
+    with pytest.raises(RuntimeError, match="corrupted or modified"):
+        load_cifar10_teacher(which="weak")
+
+
 def test_copy_with_or_without_sidecar_loads(tmp_path):
     copy = tmp_path / "teacher.pt"
     shutil.copy(CIFAR10_TEACHER_PATH, copy)
@@ -59,7 +82,7 @@ def test_corrupted_copy_is_refused(tmp_path, where):
     copy.write_bytes(bytes(data))
     with pytest.raises(RuntimeError, match="corrupted or modified") as info:
         load_cifar10_teacher(copy)
-    assert "git checkout kdcourse/assets/cifar10_teacher.pt" in str(info.value)
+    assert "git checkout kdcourse/assets/" in str(info.value)
     assert "scripts/train_cifar_teacher.py" in str(info.value)
 
 

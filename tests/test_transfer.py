@@ -126,8 +126,12 @@ def test_transfer_study_pairs_seeds_and_reports_gains(digits):
         diffs = [a - b for a, b in zip(study.results[m]["runs"], study.results["baseline"]["runs"])]
         assert study.results[m]["vs_baseline"]["runs"] == pytest.approx(diffs)
     again = transfer_study(lab, pool, digits.test, teacher, logits, lambda: DigitsCNN(4), reg,
-                           methods=("kd",), seeds=2, progress=False)
+                           methods=("kd",), seeds=2, progress=False, keep_students=True)
     assert again.results["kd"]["runs"] == study.results["kd"]["runs"]  # same seed, same numbers
+    assert study.students == {} and len(again.students["kd"]) == 2
+    from kdcourse.distill import evaluate
+
+    assert [evaluate(m, digits.test) for m in again.students["kd"]] == again.results["kd"]["runs"]
     with pytest.raises(ValueError, match="rows"):
         transfer_study(lab, pool, digits.test, teacher, logits[:-1], lambda: DigitsCNN(4), reg, progress=False)
     with pytest.raises(ValueError, match="unknown transfer-set method"):
@@ -182,6 +186,25 @@ def test_shipped_logits_match_their_sidecar():
     assert teachers.shipped_cifar10_logits(None) is None
 
 
+def test_the_weak_teachers_logits_are_its_own():
+    info = teachers.cifar10_teacher_info(teachers.CIFAR10_WEAK_LOGITS_PATH)
+    assert info["sha256"] == teachers.CIFAR10_WEAK_LOGITS_SHA256 == teachers._sha256(teachers.CIFAR10_WEAK_LOGITS_PATH)
+    assert info["teacher_sha256"] == teachers.CIFAR10_WEAK_TEACHER_SHA256
+    weak = teachers.shipped_cifar10_logits(info["data_sha256"], which="weak")
+    strong = teachers.shipped_cifar10_logits(info["data_sha256"])
+    assert weak["test"].shape == strong["test"].shape == (10_000, 10)
+    assert not torch.equal(weak["test"], strong["test"])
+    assert info["teacher_accuracy"]["test"] < teachers.cifar10_teacher_info(teachers.CIFAR10_LOGITS_PATH)[
+        "teacher_accuracy"]["test"]
+
+
+def test_capacity_study_needs_widths():
+    from kdcourse.transfer import QUICK, capacity_study
+
+    with pytest.raises(ValueError, match="at least one student width"):
+        capacity_study(QUICK, [])
+
+
 def test_corrupted_shipped_logits_warn_and_are_not_used(tmp_path, monkeypatch):
     copy = tmp_path / "cifar10_teacher_logits.npz"
     shutil.copy(teachers.CIFAR10_LOGITS_PATH, copy)
@@ -224,6 +247,19 @@ def test_cli_transfer_study_on_the_digits(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [m for m in results] == ["teacher", "baseline", "pseudo", "kd"]
     assert len(results["kd"]["runs"]) == 2 and len(results["kd"]["vs_baseline"]["runs"]) == 2
+
+
+def test_cli_rejects_the_weak_teacher_on_the_digits(capsys):
+    assert main(["compare", "--dataset", "digits", "--labeled", "100", "--teacher", "weak", "--seeds", "1",
+                 "--quiet"]) == 2
+    assert "CIFAR-10 teacher" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("widths", ["16,32", "a,b,c", "0,8,16"])
+def test_cli_rejects_bad_student_widths(widths, capsys):
+    assert main(["compare", "--dataset", "cifar10", "--labeled", "100", "--student-widths", widths, "--seeds", "1",
+                 "--quiet"]) == 2
+    assert "three positive integers" in capsys.readouterr().err
 
 
 def test_cli_rejects_a_held_out_pool_on_the_digits(capsys):

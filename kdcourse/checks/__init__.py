@@ -7,5 +7,6 @@ from .features import *  # lesson 05: FitNets regressor and hint loss, attention
 from .relations import *  # lesson 06: RKD distance and angle, similarity-preserving
 from .training import *  # lessons 03-04: count_parameters, accuracy, the KD training step
 from .capstone import *  # lesson 08: attention transfer between layers of different names
+from .statistics import check_paired_gain  # lesson 08c: the paired per-seed gain
 from .lm import check_masked_token_kd, check_renormalize_top_k, check_reverse_kl  # lesson 09
 from .pitfalls import *  # lesson 07: diagnose a mystery distiller from its symptoms
