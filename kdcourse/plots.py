@@ -95,12 +95,45 @@ def sweep_heatmap(table, row_values: Sequence, col_values: Sequence, row_label: 
     return fig
 
 
+def _class_blocks(n: int, boundaries: Sequence[int], class_labels: Sequence) -> list[float]:
+    """The centre of each class block of an ``n x n`` matrix sorted by class, one per label."""
+    edges = [0, *[int(b) for b in boundaries], n]
+    if any(a >= b for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"boundaries must increase strictly between 0 and the matrix size {n}, got {list(boundaries)}")
+    if len(class_labels) != len(edges) - 1:
+        raise ValueError(f"{len(edges) - 1} class blocks (boundaries {list(boundaries)} of a {n} x {n} matrix) "
+                         f"but {len(class_labels)} class labels: pass one label per block")
+    return [(a + b - 1) / 2 for a, b in zip(edges, edges[1:])]
+
+
+def _label_axes(ax, n: int, boundaries: Sequence[int], class_labels: Sequence | None,
+                xlabel: bool = True, ylabel: bool = True) -> None:
+    """Axis labels of a relation matrix: the example index, or with ``class_labels`` one tick per
+    class block, named, and "examples sorted by class"."""
+    if class_labels is None:
+        if xlabel:
+            ax.set_xlabel("example")
+        if ylabel:
+            ax.set_ylabel("example")
+        return
+    centres = _class_blocks(n, boundaries, class_labels)
+    names = [str(c) for c in class_labels]
+    ax.set_xticks(centres, names)
+    ax.set_yticks(centres, names if ylabel else [""] * len(names))
+    ax.tick_params(length=0)
+    if xlabel:
+        ax.set_xlabel("examples sorted by class")
+    if ylabel:
+        ax.set_ylabel("examples sorted by class")
+
+
 def matrix_pair(left, right, titles: Sequence[str] = ("teacher", "student"), suptitle: str = "",
-                cmap: str = "viridis", boundaries: Sequence[int] = ()):
+                cmap: str = "viridis", boundaries: Sequence[int] = (), class_labels: Sequence | None = None):
     """Two square matrices side by side on one colour scale (similarity / distance matrices).
 
     ``boundaries`` draws class boundaries (positions where a new class starts) when the rows
-    are sorted by class, so the block structure is easy to see.
+    are sorted by class, so the block structure is easy to see. ``class_labels`` (one per block,
+    e.g. the digits 0-9) names the blocks on both axes instead of counting examples.
     """
     left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
     vmin, vmax = min(left.min(), right.min()), max(left.max(), right.max())
@@ -111,8 +144,7 @@ def matrix_pair(left, right, titles: Sequence[str] = ("teacher", "student"), sup
             ax.axhline(b - 0.5, color="white", lw=0.6)
             ax.axvline(b - 0.5, color="white", lw=0.6)
         ax.set_title(title)
-        ax.set_xlabel("example")
-        ax.set_ylabel("example")
+        _label_axes(ax, len(m), boundaries, class_labels)
     fig.colorbar(im, ax=axes, shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle)
@@ -124,7 +156,8 @@ def attention_pair(images, teacher_maps, student_maps, n: int = 6, titles=("inpu
     """Rows of (input image, teacher attention map, student attention map) for ``n`` examples.
 
     Maps are ``(N, h, w)`` or ``(N, h*w)`` square; inputs ``(N, C, H, W)`` (grey or RGB, any
-    normalisation: each image is rescaled to [0, 1] for display).
+    normalisation: each image is rescaled to [0, 1] for display). Grey inputs are drawn dark on
+    white (``gray_r``), the course's convention for the digits (lessons 01 and 03).
     """
     images = np.asarray(images, dtype=float)
     n = min(n, len(images))
@@ -139,7 +172,7 @@ def attention_pair(images, teacher_maps, student_maps, n: int = 6, titles=("inpu
             if m.ndim == 1:
                 side = int(round(np.sqrt(m.size)))
                 m = m.reshape(side, side)
-            axes[i, j].imshow(m, cmap="gray" if (i == 0 and m.ndim == 2) else ("viridis" if i else None))
+            axes[i, j].imshow(m, cmap="gray_r" if (i == 0 and m.ndim == 2) else ("viridis" if i else None))
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             if j == 0:
@@ -246,23 +279,23 @@ def gain_vs_size(series: Mapping[str, tuple[Sequence[float], Sequence[Sequence[f
 
 
 def matrix_row(matrices: Sequence, titles: Sequence[str], suptitle: str = "", cmap: str = "magma",
-               boundaries: Sequence[int] = (), colorbar_label: str = ""):
+               boundaries: Sequence[int] = (), colorbar_label: str = "", class_labels: Sequence | None = None):
     """Several square matrices in one row, on one shared colour scale (e.g. |teacher - student|
-    relation matrices for several students). ``boundaries`` as in :func:`matrix_pair`."""
+    relation matrices for several students). ``boundaries`` and ``class_labels`` as in
+    :func:`matrix_pair`."""
     mats = [np.asarray(m, dtype=float) for m in matrices]
     if len(mats) != len(titles):
         raise ValueError(f"got {len(mats)} matrices but {len(titles)} titles")
     vmin, vmax = min(m.min() for m in mats), max(m.max() for m in mats)
     fig, axes = plt.subplots(1, len(mats), figsize=(3.3 * len(mats) + 1, 3.6), constrained_layout=True,
                              squeeze=False)
-    for ax, m, title in zip(axes[0], mats, titles):
+    for k, (ax, m, title) in enumerate(zip(axes[0], mats, titles)):
         im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
         for b in boundaries:
             ax.axhline(b - 0.5, color="white", lw=0.5)
             ax.axvline(b - 0.5, color="white", lw=0.5)
         ax.set_title(title)
-        ax.set_xlabel("example")
-    axes[0, 0].set_ylabel("example")
+        _label_axes(ax, len(m), boundaries, class_labels, ylabel=k == 0)
     bar = fig.colorbar(im, ax=axes[0], shrink=0.85)
     if colorbar_label:
         bar.set_label(colorbar_label)
