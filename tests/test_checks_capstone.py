@@ -1,10 +1,10 @@
 """The lesson 08b checker (paired attention transfer): the learner's errors with a dict of layer
 pairs get a hint naming the likely cause; the checker's own frames stay out of the traceback."""
 
-import os
 import re
 
 import pytest
+from checker_frames import shown_checker_frames
 
 from kdcourse.capstone import as_attention_map, paired_attention_loss
 from kdcourse.checks import check_paired_attention_loss
@@ -61,14 +61,4 @@ def test_tracebacks_hide_the_checkers_frames():
         return mean_over_pairs(pairs, lambda s, t: 0.0)
 
     info = fails_with(loss, "values to unpack")
-    error, shown = info.value, []
-    while error is not None:
-        tb = error.__traceback__
-        while tb is not None:
-            frame = tb.tb_frame
-            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
-                    not frame.f_locals.get("__tracebackhide__"):
-                shown.append(frame.f_code.co_name)
-            tb = tb.tb_next
-        error = error.__cause__
-    assert shown == []
+    assert shown_checker_frames(info.value) == []

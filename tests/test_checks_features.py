@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from checker_frames import shown_checker_frames
 import torch.nn.functional as F
 from torch import nn
 
@@ -310,21 +311,6 @@ def test_hint_loss_checker_emits_no_broadcasting_warning_of_its_own(wrong):
     assert not ours, [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]
 
 
-def shown_checker_frames(error: BaseException) -> list[str]:
-    """The checker functions a traceback would show: frames of kdcourse/checks without __tracebackhide__,
-    in the error and in the learner's error it was raised from."""
-    names, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        tb = error.__traceback__
-        while tb is not None:
-            frame = tb.tb_frame
-            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
-                    not frame.f_locals.get("__tracebackhide__"):
-                names.append(frame.f_code.co_name)
-            tb = tb.tb_next
-        error = error.__cause__ or error.__context__
-    return names
 
 
 def crashes(*args):

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from checker_frames import shown_checker_frames
 import torch.nn.functional as F
 
 from kdcourse import losses
@@ -248,21 +249,6 @@ def test_distillation_exception_and_shape():
                r"shape \(4,\)", "one value per example")
 
 
-def shown_checker_frames(error):
-    """The checker functions a traceback would show: frames of kdcourse/checks without __tracebackhide__."""
-    import os
-
-    names = []
-    while error is not None:
-        tb = error.__traceback__
-        while tb is not None:
-            frame = tb.tb_frame
-            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
-                    not frame.f_locals.get("__tracebackhide__"):
-                names.append(frame.f_code.co_name)
-            tb = tb.tb_next
-        error = error.__cause__
-    return names
 
 
 def crashes(*args):

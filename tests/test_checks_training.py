@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from checker_frames import shown_checker_frames
 import torch.nn.functional as F
 
 from kdcourse import losses
@@ -249,21 +250,6 @@ def test_kd_step_not_implemented():
     expect_hint(check_kd_training_step, stub, "not implemented yet")
 
 
-def shown_checker_frames(error):
-    """The checker functions a traceback would show: frames of kdcourse/checks without __tracebackhide__."""
-    import os
-
-    names = []
-    while error is not None:
-        tb = error.__traceback__
-        while tb is not None:
-            frame = tb.tb_frame
-            if f"kdcourse{os.sep}checks{os.sep}" in frame.f_code.co_filename and \
-                    not frame.f_locals.get("__tracebackhide__"):
-                names.append(frame.f_code.co_name)
-            tb = tb.tb_next
-        error = error.__cause__
-    return names
 
 
 def crashing_step(student, teacher, x, y, optimizer, T, alpha):
