@@ -191,7 +191,7 @@ def _feature_term(name: str, weight: float, feature: str, loss_fn: Callable) -> 
 
 #: Default term weights, from the papers (CIFAR) unless noted.
 DEFAULT_WEIGHTS = {
-    "hint": 1.0,  # mean squared error, see losses.hint_loss
+    "hint": 100.0,  # x the MSE: mdistiller FITNET.LOSS.FEAT_WEIGHT = 100, RepDistiller "--distill hint -b 100"
     "at": 1000.0,  # Zagoruyko & Komodakis: beta = 1e3
     "rkd_distance": 25.0,  # Park et al.
     "rkd_angle": 50.0,

@@ -342,7 +342,12 @@ def _as_embedding(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_distances(embedding: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Euclidean distances between all pairs of rows, ``(N, N)``, with a zero diagonal."""
+    """Euclidean distances between all pairs of rows, ``(N, N)``, with a zero diagonal.
+
+    As the RKD authors' ``pdist`` (and RepDistiller's, mdistiller's): squared distances clamped
+    at ``eps`` before the square root (so the gradient stays finite where two rows coincide),
+    then the diagonal set to exactly 0.
+    """
     sq = embedding.pow(2).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2 * embedding @ embedding.t()).clamp_min(eps)
     d = d2.sqrt()
@@ -350,27 +355,36 @@ def pairwise_distances(embedding: torch.Tensor, eps: float = 1e-12) -> torch.Ten
 
 
 def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
-    r"""RKD distance-wise loss (Park et al. 2019, eqs. 3-5).
+    r"""RKD distance-wise loss (Park et al. 2019, eqs. 3-5), as the reference implementations compute it.
 
     .. math:: \psi_D(t_i, t_j) = \frac{1}{\mu}\|t_i - t_j\|_2, \quad
-              \mu = \frac{1}{|\chi^2|}\sum_{(i,j)\in\chi^2}\|t_i - t_j\|_2
+              \mu = \frac{1}{b(b-1)}\sum_{i \ne j}\|t_i - t_j\|_2, \qquad
+              L_{RKD-D} = \frac{1}{b^2}\sum_{i, j} \ell_\delta(\psi_D(s_i,s_j), \psi_D(t_i,t_j))
 
-    and :math:`L_{RKD-D} = \sum_{(i,j)} \ell_\delta(\psi_D(t_i,t_j), \psi_D(s_i,s_j))` with the
-    Huber loss :math:`\ell_\delta` (``smooth_l1``), averaged over pairs. Dividing by the mean
-    distance makes the loss invariant to the scale of either embedding; the two embeddings may
-    have different widths.
+    with the Huber loss :math:`\ell_\delta` (``F.smooth_l1_loss``, :math:`\delta = 1`), for a batch
+    of ``b`` examples. The mean distance :math:`\mu` is taken over the pairs :math:`i \ne j` (the
+    positive entries), the Huber loss is averaged over all :math:`b^2` entries of the two
+    :math:`b \times b` matrices, the diagonal's :math:`\ell_\delta(0, 0) = 0` included. That is what
+    the RKD authors' code (lenscloth/RKD, ``metric/loss.py``, ``RkdDistance``), RepDistiller
+    (``distiller_zoo/RKD.py``, ``RKDLoss``) and mdistiller (``mdistiller/distillers/RKD.py``) do:
+    ``t_d = pdist(teacher); t_d = t_d / t_d[t_d > 0].mean()``, the same for the student, then
+    ``F.smooth_l1_loss(d, t_d)`` on the full matrices; their weight 25 (``w_d``) goes with this
+    average. It is :math:`(b-1)/b` times the average over the :math:`b(b-1)` pairs alone.
+
+    Dividing by the mean distance makes the loss invariant to the scale of either embedding; the
+    two embeddings may have different widths. The teacher's side is computed without gradient.
     """
     s = _as_embedding("student_embedding", student_embedding)
     t = _as_embedding("teacher_embedding", teacher_embedding)
     if s.shape[0] != t.shape[0]:
         raise ValueError("student and teacher embeddings have different batch sizes")
-    off_diag = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+    off_diag = ~torch.eye(len(s), dtype=torch.bool, device=s.device)  # the pairs i != j, for the mean
     with torch.no_grad():
         d_t = pairwise_distances(t)
         d_t = d_t / d_t[off_diag].mean()
     d_s = pairwise_distances(s)
     d_s = d_s / d_s[off_diag].mean()
-    return F.smooth_l1_loss(d_s[off_diag], d_t[off_diag])
+    return F.smooth_l1_loss(d_s, d_t)  # over all b^2 entries, the zero diagonal included
 
 
 def _angles(embedding: torch.Tensor) -> torch.Tensor:

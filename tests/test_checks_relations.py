@@ -30,7 +30,7 @@ def fails_with(check, fn, *patterns):
 
 
 def rkd_distance(s, t, *, norm="own", crit=F.smooth_l1_loss, dist="cdist", mean="offdiag", reduction="mean",
-                 entries="pairs"):
+                 entries="all"):
     """A learner-style RKD distance loss with switches for the classic mistakes."""
     def d(e):
         if dist == "cdist":
@@ -45,23 +45,41 @@ def rkd_distance(s, t, *, norm="own", crit=F.smooth_l1_loss, dist="cdist", mean=
         d_s, d_t = d_s / mu(d_s), d_t / mu(d_t)
     elif norm == "teacher":
         d_s, d_t = d_s / mu(d_t), d_t / mu(d_t)
-    if entries == "pairs":  # the b(b-1) pairs i != j, as the lesson's formula; "all": the b^2 entries
+    if entries == "pairs":  # the b(b-1) pairs i != j only; "all": the b^2 entries, as the reference implementations
         off = ~torch.eye(len(s), dtype=torch.bool)
         d_s, d_t = d_s[off], d_t[off]
     return crit(d_s, d_t, reduction=reduction)
 
 
+def repdistiller_distance(f_s, f_t):
+    """RepDistiller's RKDLoss (distiller_zoo/RKD.py), its distance part, transcribed: pdist (eps-clamped,
+    zero diagonal), each divided by its mean over the positive entries, smooth_l1 over the full matrices."""
+    def pdist(e, eps=1e-12):
+        e_square = e.pow(2).sum(dim=1)
+        res = (e_square.unsqueeze(1) + e_square.unsqueeze(0) - 2 * e @ e.t()).clamp(min=eps).sqrt().clone()
+        res[range(len(e)), range(len(e))] = 0
+        return res
+
+    with torch.no_grad():
+        t_d = pdist(f_t)
+        t_d = t_d / t_d[t_d > 0].mean()
+    d = pdist(f_s)
+    d = d / d[d > 0].mean()
+    return F.smooth_l1_loss(d, t_d)
+
+
 def test_rkd_distance_reference_and_learner_styles_pass(capsys):
     check_rkd_distance_loss(losses.rkd_distance_loss)
-    check_rkd_distance_loss(rkd_distance)  # d[d > 0].mean() for the mean, a mask for the pairs
+    check_rkd_distance_loss(rkd_distance)  # d[d > 0].mean() for the mean, the loss over the full matrices
 
-    def masked(s, t):
+    def masked(s, t):  # the mean over an off-diagonal mask, the loss over the full matrices
         off = ~torch.eye(len(s), dtype=torch.bool)
-        d_s, d_t = torch.cdist(s, s)[off], torch.cdist(t, t)[off]
-        return F.smooth_l1_loss(d_s / d_s.mean(), d_t / d_t.mean())
+        d_s, d_t = torch.cdist(s, s), torch.cdist(t, t)
+        return F.smooth_l1_loss(d_s / d_s[off].mean(), d_t / d_t[off].mean())
 
     check_rkd_distance_loss(masked)
-    assert capsys.readouterr().out.count("✓") == 3
+    check_rkd_distance_loss(repdistiller_distance)
+    assert capsys.readouterr().out.count("✓") == 4
 
 
 @pytest.mark.parametrize("kwargs, patterns", [
@@ -72,6 +90,7 @@ def test_rkd_distance_reference_and_learner_styles_pass(capsys):
     (dict(crit=F.mse_loss), ["squared error", "Huber"]),
     (dict(crit=F.l1_loss), ["absolute error", "Huber"]),
     (dict(reduction="sum"), ["sums over the pairs"]),
+    (dict(entries="pairs"), [r"b\(b-1\) pairs i != j only", r"b/\(b-1\)", "5/4"]),
     (dict(norm="none", crit=F.mse_loss), ["2 mistakes", "not normalised", "Huber"]),
     (dict(dist="naive"), ["NaN", "clamp"]),
 ])
@@ -79,17 +98,31 @@ def test_rkd_distance_mistakes_are_named(kwargs, patterns):
     fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, **kwargs), *patterns)
 
 
-def test_rkd_distance_over_all_b2_entries_is_named():
-    """The lesson's formula and the reference average over the b(b-1) pairs i != j; the authors' code over
-    all b^2 entries, diagonal zeros included: (b-1)/b times the reference, so it is named, not accepted."""
+def test_rkd_distance_over_the_pairs_only_is_named():
+    """The RKD authors' code, RepDistiller and mdistiller (and the reference) average the Huber loss over all b^2
+    entries, diagonal zeros included; over the b(b-1) pairs i != j alone it is b/(b-1) times that: named."""
     s, t = torch.randn(5, 3), torch.randn(5, 6)
-    full = rkd_distance(s, t, entries="all")
-    assert torch.allclose(full, losses.rkd_distance_loss(s, t) * 4 / 5)
-    message = fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, entries="all"),
-                         r"all b\^2 entries", r"\(b-1\)/b", r"b\(b-1\) pairs i != j", r"~torch\.eye")
-    assert "No classic mistake" not in message
-    fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, entries="all", crit=F.mse_loss),
-               "2 mistakes", r"all b\^2 entries", "Huber")
+    pairs = rkd_distance(s, t, entries="pairs")
+    assert torch.allclose(pairs, losses.rkd_distance_loss(s, t) * 5 / 4)
+    message = fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, entries="pairs"),
+                         r"b\(b-1\) pairs i != j only", r"b/\(b-1\) times the reference implementations'",
+                         r"5/4 for a batch of 5", r"whole b x b matrices", "zeros of the diagonal included",
+                         "mu stays over the pairs i != j")
+    assert "No classic mistake" not in message and "mistakes" not in message
+    fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, entries="pairs", crit=F.mse_loss),
+               "2 mistakes", r"b\(b-1\) pairs i != j only", "Huber")
+
+
+def test_rkd_distance_mean_with_the_diagonal_is_told_apart_from_the_reduction():
+    """mu over all b^2 entries (the zeros included) is the normalisation mistake, alone; with the loss also over the
+    pairs only, both mistakes are named."""
+    diag = fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, mean="all"), "mean distance mu "
+                      "includes the zeros of the diagonal", r"d\[d > 0\]\.mean\(\)")
+    assert "mistakes" not in diag and "b(b-1) pairs i != j only" not in diag and "sums over" not in diag
+    fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, mean="all", entries="pairs"),
+               "2 mistakes", "includes the zeros of the diagonal", r"b\(b-1\) pairs i != j only")
+    fails_with(check_rkd_distance_loss, lambda s, t: rkd_distance(s, t, mean="all", reduction="sum"),
+               "2 mistakes", "includes the zeros of the diagonal", "sums over the pairs")
 
 
 def test_rkd_distance_detached_student_is_named():

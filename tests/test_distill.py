@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from kdcourse.compare import DIGITS_REGIME
 from kdcourse.data import load_digits_data, subset
-from kdcourse.distill import (Distiller, LossTerm, METHODS, evaluate, method_terms, seed_everything,
-                              teacher_outputs, train)
+from kdcourse.distill import (DEFAULT_WEIGHTS, Distiller, LossTerm, METHODS, evaluate, method_terms,
+                              seed_everything, teacher_outputs, train)
 from kdcourse.losses import kd_loss
 from kdcourse.models import DigitsCNN, MLP
 
@@ -74,6 +75,18 @@ def test_hint_regressor_is_trained(digits, teacher):
     w0 = regressor.weight.detach().clone()
     train(s, small, teacher=teacher, terms=terms, epochs=1, progress=False)
     assert not torch.equal(w0, regressor.weight)
+
+
+def test_hint_default_weight_is_the_reference_implementations(digits, teacher):
+    # mdistiller FITNET.LOSS.FEAT_WEIGHT = 100 and RepDistiller's "--distill hint -b 100", both x the MSE
+    assert DEFAULT_WEIGHTS["hint"] == 100.0
+    x = digits[1].tensors[0][:2]
+    by_default = method_terms("hint", student=fresh_student(), teacher=teacher, sample_input=x)
+    assert next(t.weight for t in by_default if t.name == "hint") == 100.0
+    # a lesson that tuned the weight passes it, as compare.DIGITS_REGIME does (hint 10)
+    tuned = method_terms("hint", student=fresh_student(), teacher=teacher, sample_input=x,
+                         weights=DIGITS_REGIME.weights)
+    assert next(t.weight for t in tuned if t.name == "hint") == DIGITS_REGIME.weights["hint"] == 10.0
 
 
 def test_teacher_cache_gives_same_result_as_live_teacher(digits, teacher):

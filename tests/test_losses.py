@@ -105,6 +105,57 @@ def test_pairwise_distances_hand_values():
     assert torch.allclose(L.pairwise_distances(e), torch.tensor([[0.0, 5.0], [5.0, 0.0]]))
 
 
+def test_pairwise_distances_zero_diagonal_and_clamp():
+    # the diagonal is exactly 0; two coinciding rows get sqrt(eps), as the reference pdist's clamp gives
+    e = torch.tensor([[1.0, 2.0], [1.0, 2.0], [-3.0, 0.5]], dtype=torch.float64)
+    d = L.pairwise_distances(e)
+    assert torch.equal(torch.diagonal(d), torch.zeros(3, dtype=torch.float64))
+    assert d[0, 1].item() == pytest.approx(1e-6) and d[0, 1] == d[1, 0]
+    assert torch.allclose(d[0, 2], torch.tensor(math.hypot(4.0, 1.5), dtype=torch.float64))
+
+
+def _reference_rkd_distance(student, teacher):
+    """The distance part of RepDistiller's RKDLoss (distiller_zoo/RKD.py), which is also the RKD authors'
+    RkdDistance (lenscloth/RKD metric/loss.py) and mdistiller's rkd_loss, transcribed: pdist clamps the squared
+    distances at eps=1e-12 and zeroes the diagonal; mu = the mean of the positive entries; smooth_l1 over the
+    full N x N matrices."""
+    def pdist(e, eps=1e-12):
+        e_square = e.pow(2).sum(dim=1)
+        prod = e @ e.t()
+        res = (e_square.unsqueeze(1) + e_square.unsqueeze(0) - 2 * prod).clamp(min=eps).sqrt()
+        res = res.clone()
+        res[range(len(e)), range(len(e))] = 0
+        return res
+
+    with torch.no_grad():
+        t_d = pdist(teacher)
+        t_d = t_d / t_d[t_d > 0].mean()
+    d = pdist(student)
+    d = d / d[d > 0].mean()
+    return F.smooth_l1_loss(d, t_d)
+
+
+@pytest.mark.parametrize("b", [2, 5, 16])
+def test_rkd_distance_matches_the_reference_implementations(b):
+    g = torch.Generator().manual_seed(b)
+    s = torch.randn(b, 7, generator=g, dtype=torch.float64)
+    t = 3.0 * torch.randn(b, 4, generator=g, dtype=torch.float64)
+    t[0] += 5.0  # an outlier: some normalised distances differ by more than 1 (the Huber loss's linear part)
+    loss = L.rkd_distance_loss(s, t)
+    assert loss.item() == pytest.approx(_reference_rkd_distance(s, t).item(), rel=1e-12)
+    # the full-matrix mean is (b-1)/b times the mean over the b(b-1) pairs i != j alone
+    off = ~torch.eye(b, dtype=torch.bool)
+    d_s, d_t = torch.cdist(s, s), torch.cdist(t, t)
+    d_s, d_t = d_s / d_s[off].mean(), d_t / d_t[off].mean()
+    pairs_mean = F.smooth_l1_loss(d_s[off], d_t[off])
+    assert loss.item() == pytest.approx((b - 1) / b * pairs_mean.item(), rel=1e-10)
+    # and the gradient is the reference's too
+    s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
+    L.rkd_distance_loss(s1, t).backward()
+    _reference_rkd_distance(s2, t).backward()
+    assert torch.allclose(s1.grad, s2.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_rkd_losses_zero_for_identical_relations():
     e = torch.randn(6, 4, dtype=torch.float64)
     assert L.rkd_distance_loss(e, e).item() == pytest.approx(0.0, abs=1e-12)

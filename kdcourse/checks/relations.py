@@ -97,9 +97,9 @@ def _rkd_distance_variant(norm: str, crit: str, red: str) -> Callable:
         loss = {"huber": F.smooth_l1_loss, "mse": F.mse_loss, "l1": F.l1_loss}[crit]
         if red == "sum":
             return loss(d_s, d_t, reduction="sum")
-        if red == "full":
-            return loss(d_s, d_t)
-        return loss(d_s[_off(n)], d_t[_off(n)])
+        if red == "offdiag":
+            return loss(d_s[_off(n)], d_t[_off(n)])
+        return loss(d_s, d_t)  # "full": the mean over all b^2 entries, as the reference implementations
     return fn
 
 
@@ -108,8 +108,9 @@ _RKD_NORM = {
     "none": "the distances are not normalised by their mean: divide each network's distances by its own mean "
             "distance over the pairs i != j (psi_D = ||t_i - t_j|| / mu). Without it the loss depends on the "
             "embeddings' scales, which differ between teacher and student.",
-    "diag": "the mean distance includes the zeros of the diagonal (each example's distance to itself): "
-            "average over the pairs i != j only, e.g. d[d > 0].mean() or with an off-diagonal mask.",
+    "diag": "the mean distance mu includes the zeros of the diagonal (each example's distance to itself): "
+            "take mu over the pairs i != j only, e.g. d[d > 0].mean() or with an off-diagonal mask (the Huber "
+            "loss itself is then averaged over the whole matrices).",
     "teacher": "the student's distances are divided by the TEACHER's mean distance: normalise each network "
                "by its own mean, so that only the relative distances are compared.",
     "student": "the teacher's distances are divided by the STUDENT's mean distance: normalise each network "
@@ -124,16 +125,18 @@ _RKD_CRIT = {
     "l1": "it uses the absolute error; RKD uses the Huber loss (F.smooth_l1_loss).",
 }
 _RKD_RED = {
-    "offdiag": None,
-    # The RKD authors' code averages over the full matrix; the lesson's formula and kdcourse.losses average
-    # over the pairs i != j, and the lesson's numbers come from the latter.
-    "full": "it averages the Huber loss over all b^2 entries of the distance matrices, the b zeros of the "
-            "diagonal included (each example's distance to itself), so the loss is (b-1)/b times the lesson's "
-            "(4/5 for a batch of 5). The formula averages over the b(b-1) pairs i != j: select them before "
-            "the loss, F.smooth_l1_loss(d_s[off], d_t[off]) with off = ~torch.eye(b, dtype=torch.bool). (The "
-            "RKD authors' code takes the mean over the full matrix; this course follows the formula.)",
-    "sum": "it sums over the pairs; average instead (the default reduction of F.smooth_l1_loss), so that the "
-           "loss does not grow with the batch size.",
+    # The RKD authors' code (lenscloth/RKD, RkdDistance), RepDistiller (RKDLoss) and mdistiller (rkd_loss) all
+    # take F.smooth_l1_loss(d, t_d) over the full b x b matrices, mu over the positive entries (i != j);
+    # kdcourse.losses and the lesson follow them, and their weights (25 and 50) go with that average.
+    "full": None,
+    "offdiag": "it averages the Huber loss over the b(b-1) pairs i != j only, so the loss is b/(b-1) times the "
+               "reference implementations' (5/4 for a batch of 5): the RKD authors' code, RepDistiller and "
+               "mdistiller take F.smooth_l1_loss over the whole b x b matrices, the b zeros of the diagonal "
+               "included (each example's distance to itself; their weights 25 and 50 go with that average). "
+               "Pass the whole normalised matrices, F.smooth_l1_loss(d_s / mu_s, d_t / mu_t), without selecting "
+               "the pairs; the mean distance mu stays over the pairs i != j.",
+    "sum": "it sums over the pairs; average instead (the default reduction of F.smooth_l1_loss, over all b^2 "
+           "entries of the matrices), so that the loss does not grow with the batch size.",
 }
 
 
@@ -149,10 +152,10 @@ def _rkd_distance_variants() -> list[_Variant]:
 
 def check_rkd_distance_loss(fn: Callable) -> None:
     """Check ``fn(student_embedding, teacher_embedding)`` against
-    :func:`kdcourse.losses.rkd_distance_loss` (the Huber loss between mean-normalised pairwise
-    distances, averaged over the ``b(b-1)`` pairs ``i != j``, as the lesson's formula states).
-    Averaging over all ``b^2`` entries, the diagonal included (the authors' code), is named: it is
-    ``(b-1)/b`` times the reference.
+    :func:`kdcourse.losses.rkd_distance_loss`: the Huber loss between the pairwise distance matrices,
+    each divided by its mean over the pairs ``i != j``, averaged over all ``b^2`` entries (the zero
+    diagonal included), as the RKD authors' code, RepDistiller and mdistiller compute it. Averaging
+    over the ``b(b-1)`` pairs ``i != j`` alone is named: it is ``b/(b-1)`` times the reference.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "rkd_distance_loss")
@@ -175,7 +178,8 @@ def check_rkd_distance_loss(fn: Callable) -> None:
             if not _close(out, e):
                 message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
                            f"expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
-                           "with smooth_l1(d_s / mean(d_s), d_t / mean(d_t)) over the pairs i != j.")
+                           "with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, each mu "
+                           "the mean distance over the pairs i != j.")
                 break
         try:
             _scale_invariance(name, fn, *_RKD_INPUTS[0], "Normalise each network's distances by their mean.")
