@@ -11,20 +11,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from kdcourse import links
+
 REPO = Path(__file__).resolve().parents[1]
 
-# The set-up cell, verbatim (COURSE.md "Conventions"): every solution has it as its first code
-# cell, and `make lessons` copies it into the exercises unchanged.
-COLAB_CELL = '''\
-# Set-up: on Google Colab, install the course package first (does nothing elsewhere).
-import sys
-if "google.colab" in sys.modules:
-    import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "kdcourse @ git+https://github.com/kdcourse/kdcourse"], check=True)'''
+# The set-up cell (COURSE.md "Conventions"), made from the repository's one address in
+# kdcourse/links.py: every solution has it as its first code cell, and `make lessons` copies it
+# into the exercises unchanged.
+COLAB_CELL = links.colab_setup_cell()
 
-PIP_COMMAND = [sys.executable, "-m", "pip", "install", "-q",
-               "kdcourse @ git+https://github.com/kdcourse/kdcourse"]
+PIP_COMMAND = [sys.executable, "-m", "pip", "install", "-q", links.PIP_REQUIREMENT]
 
 NOTEBOOKS = sorted((REPO / "solutions").glob("[0-9][0-9]*_*.ipynb")) + sorted(
     (REPO / "lessons").glob("[0-9][0-9]*_*.ipynb"))
@@ -37,7 +33,7 @@ def test_first_code_cell_is_the_colab_setup(path):
     assert first is not None, f"{path.name} has no code cell"
     assert first.source.strip() == COLAB_CELL, (
         f"{path.relative_to(REPO)}: the first code cell must be the Colab set-up cell, verbatim "
-        f"(copy it from tests/test_colab_cell.py, COLAB_CELL); it is:\n{first.source}")
+        f"(`python -m kdcourse.links --write` writes it from kdcourse/links.py); it is:\n{first.source}")
 
 
 def _run_cell(monkeypatch) -> list:
