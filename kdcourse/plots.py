@@ -78,17 +78,46 @@ def learning_curves(histories: Mapping[str, object], metric: str = "val_acc", ax
 
 def sweep_heatmap(table, row_values: Sequence, col_values: Sequence, row_label: str = "alpha",
                   col_label: str = "T", title: str = "", ax=None, fmt: str = ".1%", center=None,
-                  cmap: str = "viridis"):
-    """A seaborn heatmap of a 2-D grid of results (e.g. accuracy over alpha x T)."""
+                  cmap: str | None = None, reference: float | None = None, halfwidth: float | None = None,
+                  reference_label: str = "reference"):
+    """A seaborn heatmap of a 2-D grid of results (e.g. accuracy over alpha x T), each cell annotated.
+
+    By default the colours span the table's own range, which paints any two extreme cells as
+    opposites however close they are. For results, pass ``reference`` (e.g. the label-only
+    baseline's accuracy) and ``halfwidth`` (e.g. ``0.03``, three points): the colours then
+    diverge from the reference (blue above, red below) and saturate at ``reference +- halfwidth``
+    (or at the farthest cell, if farther), so a cell's colour says how far it is from the
+    baseline on a scale fixed in advance, not how it ranks within the grid.
+    """
     import seaborn as sns
 
     table = np.asarray(table, dtype=float)
     if table.shape != (len(row_values), len(col_values)):
         raise ValueError(f"table has shape {table.shape}, expected ({len(row_values)}, {len(col_values)})")
+    if halfwidth is not None and reference is None:
+        raise ValueError("halfwidth needs a reference: the colours saturate at reference +- halfwidth")
+    if halfwidth is not None and not halfwidth > 0:
+        raise ValueError(f"halfwidth must be > 0, got {halfwidth!r}")
     fig, ax = _axes(ax, figsize=(1.1 * len(col_values) + 2, 0.6 * len(row_values) + 1.8))
+    scale: dict = {"center": center, "cmap": cmap or "viridis"}
+    cbar_label = ""
+    if reference is not None:
+        reach = float(np.nanmax(np.abs(table - reference)))
+        reach = max(reach, halfwidth) if halfwidth is not None else reach
+        scale = {"center": reference, "vmin": reference - reach, "vmax": reference + reach,
+                 "cmap": cmap or "RdBu"}
+        cbar_label = f"{reference_label}: {format(reference, fmt)}"
     sns.heatmap(table, annot=True, fmt=fmt, xticklabels=[str(c) for c in col_values],
-                yticklabels=[str(r) for r in row_values], ax=ax, cmap=cmap, center=center,
-                cbar_kws={"shrink": 0.8})
+                yticklabels=[str(r) for r in row_values], ax=ax, cbar_kws={"shrink": 0.8}, **scale)
+    if cbar_label:
+        bar = ax.collections[0].colorbar
+        bar.set_label(cbar_label)
+        bar.ax.axhline(reference, color="black", lw=1)
+        if fmt.endswith("%"):
+            from matplotlib.ticker import PercentFormatter
+
+            bar.formatter = PercentFormatter(xmax=1.0, decimals=0)
+            bar.update_ticks()
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
     ax.set_title(title)
@@ -184,25 +213,47 @@ def attention_pair(images, teacher_maps, student_maps, n: int = 6, titles=("inpu
 
 
 def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test accuracy", title: str = "",
-                  ax=None, baseline: str | None = "baseline"):
-    """Mean +- sample-std bars, one per method, with each seed's value as a dot; a dashed line marks
-    the ``baseline`` mean when present."""
+                  ax=None, baseline: str | None = "baseline", min_span: float = 0.05):
+    """Each method's mean +- sample std as a point with error bars, and each seed's value as a dot.
+
+    No bars: the axis is zoomed on the data, and a bar's length would read as a ratio (a 0.6-point
+    gain drawn as a doubling). Instead the axis spans at least ``min_span`` (5 points of an
+    accuracy in [0, 1] by default), a dashed line marks the ``baseline`` mean, and each other
+    method is labelled with its paired difference to the baseline, seed by seed (mean +- sample
+    std in points; the lists must then be in the same seed order).
+    """
     fig, ax = _axes(ax, figsize=(1.1 * len(results) + 2.5, 4))
     names = list(results)
+    unit = 100.0 if all(0.0 <= v <= 1.0 for vals in results.values() for v in vals) else 1.0
+    base = np.asarray(results[baseline], dtype=float) if baseline in results else None
     for i, name in enumerate(names):
         vals = np.asarray(results[name], dtype=float)
-        ax.bar(i, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0.0, capsize=4, color="tab:blue" if name != baseline else "tab:gray",
-               alpha=0.8)
-        ax.scatter(np.full(len(vals), i), vals, color="black", s=10, zorder=3)
-    if baseline in results:
-        ax.axhline(np.mean(results[baseline]), color="tab:gray", ls="--", lw=1)
+        colour = "tab:gray" if name == baseline else "tab:blue"
+        ax.errorbar(i, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0.0, fmt="s", ms=8,
+                    capsize=6, color=colour, zorder=2)
+        ax.scatter(np.full(len(vals), i) + 0.12, vals, color="black", s=10, zorder=3)
+        if base is not None and name != baseline and len(vals) == len(base):
+            diff = unit * (vals - base)
+            spread = f" ± {diff.std(ddof=1):.1f}" if len(diff) > 1 else ""
+            ax.annotate(f"{diff.mean():+.1f}{spread}", (i, vals.mean()), textcoords="offset points",
+                        xytext=(-10, 0), ha="right", va="center", fontsize=8, color=colour)
+    if base is not None:
+        ax.axhline(base.mean(), color="tab:gray", ls="--", lw=1)
     lo = min(min(v) for v in results.values())
     hi = max(max(v) for v in results.values())
-    pad = max(0.01, (hi - lo) * 0.5)
-    ax.set_ylim(lo - pad, min(1.0, hi + pad) if hi <= 1 else hi + pad)
+    span = max(1.2 * (hi - lo), min_span)
+    bottom = (lo + hi - span) / 2
+    if unit == 100.0:  # accuracies: keep the axis inside [0, 1]
+        bottom = min(max(bottom, 0.0), 1.0 - span) if span <= 1.0 else 0.0
+    ax.set_ylim(bottom, bottom + span)
+    ax.set_xlim(-0.7, len(names) - 0.4)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=20)
     ax.set_ylabel(ylabel)
+    if base is not None and len(names) > 1:
+        ax.text(0.01, 0.98, f"beside each point: its paired gain over {baseline}, seed by seed"
+                + (" (points)" if unit == 100.0 else ""), transform=ax.transAxes, va="top", fontsize=8,
+                color="tab:gray")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     return fig

@@ -408,12 +408,21 @@ def sweep_browser(histories: Mapping, metric: str = "val_acc"):
         if has_baseline:  # T does not matter at alpha = 0
             row = alphas.index(0.0)
             shown[row] = np.nanmean(shown[row])
-        im = ax2.imshow(shown, cmap="viridis", aspect="auto")
+        if has_baseline and pct:
+            # colours diverge from the baseline on a fixed scale (at least +- 3 points), so two cells half a
+            # point apart are not painted as opposite extremes
+            reference = float(shown[alphas.index(0.0), 0])
+            reach = max(float(np.nanmax(np.abs(shown - reference))), 0.03)
+            im = ax2.imshow(shown, cmap="RdBu", aspect="auto", vmin=reference - reach, vmax=reference + reach)
+            dark = np.abs(shown - reference) > 0.6 * reach
+        else:
+            im = ax2.imshow(shown, cmap="viridis", aspect="auto")
+            dark = shown < np.nanmean(shown)
         for i in range(len(alphas)):
             for j in range(len(Ts)):
                 if not np.isnan(shown[i, j]):
                     ax2.text(j, i, fmt(shown[i, j]).replace(" %", ""), ha="center", va="center", fontsize=8,
-                             color="white" if shown[i, j] < np.nanmean(shown) else "black")
+                             color="white" if dark[i, j] else "black")
         i, j = alphas.index(a_slider.value), Ts.index(T_slider.value)
         ax2.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
         ax2.set_xticks(range(len(Ts)))
@@ -422,7 +431,8 @@ def sweep_browser(histories: Mapping, metric: str = "val_acc"):
         ax2.set_yticklabels([f"{a:g}" for a in alphas])
         ax2.set_xlabel("T")
         ax2.set_ylabel("alpha")
-        ax2.set_title(f"final {metric.replace('_', ' ')}" + (" (%)" if pct else ""))
+        ax2.set_title(f"final {metric.replace('_', ' ')}" + (" (%)" if pct else "")
+                      + (": blue above the baseline, red below" if has_baseline and pct else ""), fontsize=9)
         bar = fig.colorbar(im, ax=ax2, shrink=0.8)
         if pct:
             bar.formatter = PercentFormatter(xmax=1.0, decimals=1)

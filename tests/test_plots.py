@@ -66,3 +66,46 @@ def test_attention_pair_draws_grey_digits_dark_on_white():
     assert fig.axes[0].images[0].get_cmap().name == "gray_r"  # as lesson 01's soft_target_grid
     assert fig.axes[2].images[0].get_cmap().name == "viridis"  # the maps keep theirs
     plt.close(fig)
+
+
+def test_mean_std_bars_draws_points_not_bars_on_an_axis_of_at_least_five_points():
+    from kdcourse.plots import mean_std_bars
+
+    results = {"baseline": [0.940, 0.942, 0.944], "kd": [0.946, 0.948, 0.950]}
+    fig = mean_std_bars(results)
+    ax = fig.axes[0]
+    assert not ax.patches  # no bars: their length would read as a ratio on a zoomed axis
+    bottom, top = ax.get_ylim()
+    assert top - bottom == pytest.approx(0.05)  # a 0.6-point gain is drawn on a 5-point axis
+    assert bottom <= 0.940 and top >= 0.950
+    labels = [t.get_text() for t in ax.texts]
+    assert "+0.6 ± 0.0" in labels  # the paired gain over the baseline, seed by seed, in points
+    plt.close(fig)
+
+
+def test_mean_std_bars_keeps_accuracies_inside_zero_and_one():
+    from kdcourse.plots import mean_std_bars
+
+    fig = mean_std_bars({"baseline": [0.99, 1.0], "kd": [1.0, 1.0]})
+    assert fig.axes[0].get_ylim()[1] == pytest.approx(1.0)
+    plt.close(fig)
+
+
+def test_sweep_heatmap_colours_diverge_from_the_reference_on_a_fixed_scale():
+    from kdcourse.plots import sweep_heatmap
+
+    table = [[0.951, 0.956]]  # half a point apart: not opposite extremes once the scale is fixed
+    fig = sweep_heatmap(table, ["layer3"], [10, 100], reference=0.947, halfwidth=0.03,
+                        reference_label="baseline")
+    mesh = fig.axes[0].collections[0]
+    assert mesh.norm.vmin == pytest.approx(0.917) and mesh.norm.vmax == pytest.approx(0.977)
+    assert mesh.colorbar.ax.get_ylabel() == "baseline: 94.7%"
+    assert mesh.colorbar.formatter(0.95, 0) == "95%"
+    plt.close(fig)
+    # without a reference the colours span the table's own range, as before
+    fig = sweep_heatmap(table, ["layer3"], [10, 100])
+    mesh = fig.axes[0].collections[0]
+    assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((0.951, 0.956))
+    plt.close(fig)
+    with pytest.raises(ValueError, match="halfwidth needs a reference"):
+        sweep_heatmap(table, ["layer3"], [10, 100], halfwidth=0.03)
