@@ -14,6 +14,11 @@ code cell of a solution notebook:
 - nbval marker comments (``# NBVAL_CHECK_OUTPUT``, ...) and ``nbval-*`` tags are removed: only
   nbval reads them, and nbval runs the solutions, never the lessons.
 
+A cell of any type tagged ``answer-key`` (in ``cell.metadata.tags``) is dropped from the lesson
+altogether: the answers to a lesson's end-of-lesson questions live in the solution only, in a
+markdown cell right after the questions that starts with ``### Answer key (solutions only)``.
+Every other cell is generated as if the answer key were not there.
+
 Outputs and execution counts are cleared and metadata is trimmed to the kernel's, so the same
 solution always gives a byte-identical lesson. Usage, from the repository root::
 
@@ -38,6 +43,7 @@ BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION\b(?P<hint>.*)$")
 END = re.compile(r"^\s*### END SOLUTION\b")
 SOLUTION_CELL = re.compile(r"^\s*# SOLUTION CELL\b(?P<hint>.*)$")
 SOLUTION_TAG = "solution"
+ANSWER_KEY_TAG = "answer-key"  # a cell for the solutions only: dropped from the lesson
 NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 DEFAULT_HINT = "replace this line with your code"
 SOLUTION_GLOB = "[0-9][0-9]*_*.ipynb"  # 08_..., 08b_...
@@ -93,15 +99,21 @@ def make_exercise(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat
 
     ``name`` only appears in error messages. Raises ``ValueError`` naming the notebook and the
     cell when ``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers are unbalanced or nested.
+    Cells tagged ``answer-key`` are left out; cell numbers in messages and generated ids count
+    the solution's cells.
     """
     nb = copy.deepcopy(nb)
     nb.metadata = nbformat.from_dict(_trim_notebook_metadata(nb.get("metadata", {})))
     needs_ids = (nb.nbformat, nb.nbformat_minor) >= (4, 5)
+    kept = []
     for index, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if ANSWER_KEY_TAG in tags:
+            continue
+        kept.append(cell)
         where = f"{name}, cell {index + 1}" + (f" (id {cell.id})" if "id" in cell else "")
         if needs_ids and "id" not in cell:
             cell.id = f"cell-{index + 1}"  # nbformat would otherwise invent a random one
-        tags = cell.get("metadata", {}).get("tags", [])
         kept_tags = [t for t in tags if t != SOLUTION_TAG and not t.startswith("nbval-")]
         cell.metadata = nbformat.from_dict({"tags": kept_tags} if kept_tags else {})
         if cell.cell_type != "code":
@@ -115,6 +127,7 @@ def make_exercise(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat
         cell.source = source
         cell.outputs = []
         cell.execution_count = None
+    nb.cells = kept
     return nb
 
 

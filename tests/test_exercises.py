@@ -1,6 +1,7 @@
 """Unit tests of kdcourse.exercises: how a solution notebook becomes an exercise notebook."""
 
 import ast
+import copy
 import string
 
 import nbformat
@@ -158,6 +159,26 @@ def test_cells_without_ids_get_stable_ones():
     nb = notebook(new_code_cell("x = 1"))
     del nb.cells[0]["id"]
     assert make_exercise(nb).cells[0].id == make_exercise(nb).cells[0].id == "cell-1"
+
+
+
+def test_answer_key_cells_are_dropped_and_nothing_else_changes():
+    questions = new_markdown_cell("## Questions\n\n1. Why does T not change the arg-max?")
+    answer_key = new_markdown_cell("### Answer key (solutions only)\n\n1. SECRET: dividing by T > 0 keeps the order.",
+                                   metadata={"tags": ["answer-key"]})
+    tagged_code = new_code_cell("print('SECRET too')", metadata={"tags": ["answer-key", "nbval-skip"]})
+    with_key = notebook(new_markdown_cell("# Title"), new_code_cell(SOFTMAX), questions, answer_key, tagged_code,
+                        new_code_cell("print('the end')"))
+    without_key = copy.deepcopy(with_key)
+    del without_key.cells[3:5]
+
+    lesson = make_exercise(with_key)
+    assert [cell.source for cell in lesson.cells] == [cell.source for cell in make_exercise(without_key).cells]
+    assert len(lesson.cells) == 4 and lesson.cells[2].source == questions.source
+    text = lesson_text(lesson)
+    assert "SECRET" not in text and "Answer key" not in text and "answer-key" not in text
+    assert text == lesson_text(make_exercise(without_key))  # every other cell exactly as without the key
+    assert "Answer key" in with_key.cells[3].source  # the solution keeps it
 
 
 lines = st.lists(st.text(string.ascii_letters + " =+()", min_size=1), min_size=1, max_size=5)
