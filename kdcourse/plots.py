@@ -104,8 +104,10 @@ def sweep_heatmap(table, row_values: Sequence, col_values: Sequence, row_label: 
     if reference is not None:
         reach = float(np.nanmax(np.abs(table - reference)))
         reach = max(reach, halfwidth) if halfwidth is not None else reach
-        scale = {"center": reference, "vmin": reference - reach, "vmax": reference + reach,
-                 "cmap": cmap or "RdBu"}
+        top = reference + reach
+        if fmt.endswith("%") and np.nanmax(table) <= 1.0:
+            top = min(top, 1.0)  # accuracies: no colours for values above 100 % (the scale stays centred)
+        scale = {"center": reference, "vmin": reference - reach, "vmax": top, "cmap": cmap or "RdBu"}
         cbar_label = f"{reference_label}: {format(reference, fmt)}"
     sns.heatmap(table, annot=True, fmt=fmt, xticklabels=[str(c) for c in col_values],
                 yticklabels=[str(r) for r in row_values], ax=ax, cbar_kws={"shrink": 0.8}, **scale)

@@ -107,5 +107,10 @@ def test_sweep_heatmap_colours_diverge_from_the_reference_on_a_fixed_scale():
     mesh = fig.axes[0].collections[0]
     assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((0.951, 0.956))
     plt.close(fig)
+    # a cell far below the baseline widens the scale, but never above 100 %
+    fig = sweep_heatmap([[0.795, 0.953]], ["layer3"], [1000, 10], reference=0.947, halfwidth=0.03)
+    mesh = fig.axes[0].collections[0]
+    assert mesh.norm.vmin == pytest.approx(0.795) and mesh.norm.vmax == pytest.approx(1.0)
+    plt.close(fig)
     with pytest.raises(ValueError, match="halfwidth needs a reference"):
         sweep_heatmap(table, ["layer3"], [10, 100], halfwidth=0.03)
