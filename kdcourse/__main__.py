@@ -1,4 +1,5 @@
-"""Command line: ``python -m kdcourse compare ...`` and ``python -m kdcourse cache-benchmark``."""
+"""Command line: ``python -m kdcourse compare ...``, ``cache-benchmark``, ``grade NOTEBOOK...``
+(:mod:`kdcourse.grade`) and ``nbgrader-export OUTDIR`` (:mod:`kdcourse.nbgrader_export`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 
+from . import grade, nbgrader_export
 from .distill import METHODS
 
 
@@ -54,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, default=None,
                        help="PyTorch CPU threads (default: 1 for digits; PyTorch's default for cifar10)")
 
+    grade.add_arguments(sub.add_parser("grade", help="run learners' notebooks and tabulate their checkers' results"))
+    nbgrader_export.add_arguments(sub.add_parser("nbgrader-export", help="write the lessons as an nbgrader course"))
+
     args = parser.parse_args(argv)
+    if args.command == "grade":
+        return grade.run(args)
+    if args.command == "nbgrader-export":
+        return nbgrader_export.main(args)
     if args.command == "compare":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         threads = args.threads or (1 if args.dataset == "digits" else None)
