@@ -100,9 +100,11 @@ def nbgrader_notebook(nb, name: str = "notebook", points: float = 1.0):
     """
     import nbformat
 
-    from .exercises import SOLUTION_TAG
+    from .exercises import ANSWER_KEY_TAG, SOLUTION_TAG
 
     nb = copy.deepcopy(nb)
+    # the end-of-lesson answer keys stay with the teacher: generate_assignment would release them
+    nb.cells = [c for c in nb.cells if ANSWER_KEY_TAG not in c.get("metadata", {}).get("tags", [])]
     kernelspec = dict(nb.metadata.get("kernelspec", {}))
     kernelspec.setdefault("name", "python3")
     kernelspec.setdefault("display_name", "Python 3")

@@ -604,7 +604,8 @@ _HARD = {
                  "Use F.log_softmax(student_logits, dim=1) there, or simply F.cross_entropy(student_logits, targets).",
 }
 _SOFT_MIX_TEXT = {
-    "noT2": "the soft term is off by a factor T^2 (= {T2}): multiply the KL by T**2 (your kd_loss does).",
+    "noT2": "the soft term is off by a factor T^2 (= {T2}): multiply the KL by T**2 (as kd_loss must: if you call "
+            "your kd_loss here, check that it includes T**2).",
     "reversed": "the soft term's KL arguments are reversed: it computes KL(student || teacher); the teacher's "
                 "distribution is the target, KL(teacher || student).",
     "mean": "the soft term uses reduction=\"mean\", off by the number of classes ({C}): use \"batchmean\".",
