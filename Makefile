@@ -15,13 +15,14 @@ TORCH_INDEX ?=
 SOLUTIONS := $(wildcard solutions/*.ipynb)
 NBVAL     := --nbval-lax --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg
 
-.PHONY: help venv lab test lessons results test-browser clean
+.PHONY: help venv lab test lessons results book test-browser clean
 
 help:
 	@echo "make lab           JupyterLab on lessons/ (sets up $(VENV) first)"
 	@echo "make test          pytest tests + nbval over solutions/"
 	@echo "make lessons       regenerate lessons/ from solutions/"
 	@echo "make results       the comparison table on the digits data -> results/digits.json"
+	@echo "make book          the course site (README + solutions as stored) -> $(BOOK_OUT)/index.html"
 	@echo "make test-browser  browser tests (tests/browser)"
 	@echo "make clean         remove Python, pytest and Jupyter caches"
 
@@ -51,11 +52,22 @@ results: venv
 	$(BIN)/python -m kdcourse compare --dataset digits --methods baseline,kd,hint,at,rkd,sp,dkd \
 		--seeds 3 --json results/digits.json
 
+# The course site: the README as landing page and the solutions as stored, never executed
+# (book/conf.py), built and readable offline. -W: a warning fails the build.
+# tests/browser/test_book.py runs the same sphinx-build command when the site is stale.
+BOOK_OUT  := book/_build/html
+BOOK_DEPS := import importlib.util as u, myst_nb, sphinx_book_theme; assert u.find_spec('sphinx-mathjax-offline')
+book: venv
+	$(BIN)/python -c "$(BOOK_DEPS)" 2>/dev/null || $(BIN)/python -m pip install -e '.[book]'
+	$(BIN)/python -m sphinx -b html -W --keep-going -q -c book -d book/_build/doctrees . $(BOOK_OUT)
+	@echo "The site: $(BOOK_OUT)/index.html (or: $(BIN)/python -m http.server -d $(BOOK_OUT))"
+
 # End to end in JupyterLab + headless Chromium (tests/browser). Needs Debian's `chromium`
 # (`apt-get install -y chromium`; or KDCOURSE_CHROMIUM=/path/to/chromium): skipped without it,
 # unless KDCOURSE_REQUIRE_BROWSER=1. Screenshots go to tests/browser/artifacts/.
 test-browser: venv
 	$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -e '.[browser]'
+	$(BIN)/python -c "$(BOOK_DEPS)" 2>/dev/null || $(BIN)/python -m pip install -e '.[book]'
 	$(BIN)/python -m pytest tests/browser -v -rs --durations=5
 
 clean:
