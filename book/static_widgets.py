@@ -8,13 +8,12 @@ columns of HTML, a progress bar a <progress>, a slider a disabled <input type="r
 value, and an Output widget its stored outputs (a figure stays an image). A widget this module
 does not know falls back to the output's own text/plain.
 
-Only the text handed to Sphinx is changed, never the notebook on disk.
+Only the copy handed to Sphinx is changed (book/conf.py, source-read), never the notebook on disk.
 """
 
 from __future__ import annotations
 
 import html
-import json
 
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
