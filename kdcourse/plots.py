@@ -228,6 +228,7 @@ def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test ac
     names = list(results)
     unit = 100.0 if all(0.0 <= v <= 1.0 for vals in results.values() for v in vals) else 1.0
     base = np.asarray(results[baseline], dtype=float) if baseline in results else None
+    crowded = len(names) > 6
     for i, name in enumerate(names):
         vals = np.asarray(results[name], dtype=float)
         colour = "tab:gray" if name == baseline else "tab:blue"
@@ -237,8 +238,13 @@ def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test ac
         if base is not None and name != baseline and len(vals) == len(base):
             diff = unit * (vals - base)
             spread = f" ± {diff.std(ddof=1):.1f}" if len(diff) > 1 else ""
-            ax.annotate(f"{diff.mean():+.1f}{spread}", (i, vals.mean()), textcoords="offset points",
-                        xytext=(-10, 0), ha="right", va="center", fontsize=8, color=colour)
+            if crowded:  # no room beside the point: above its upper error bar
+                top = vals.mean() + (vals.std(ddof=1) if len(vals) > 1 else 0.0)
+                ax.annotate(f"{diff.mean():+.1f}{spread}", (i, max(top, vals.max())), textcoords="offset points",
+                            xytext=(0, 5), ha="center", va="bottom", fontsize=7, color=colour)
+            else:
+                ax.annotate(f"{diff.mean():+.1f}{spread}", (i, vals.mean()), textcoords="offset points",
+                            xytext=(-10, 0), ha="right", va="center", fontsize=8, color=colour)
     if base is not None:
         ax.axhline(base.mean(), color="tab:gray", ls="--", lw=1)
     lo = min(min(v) for v in results.values())
@@ -247,13 +253,15 @@ def mean_std_bars(results: Mapping[str, Sequence[float]], ylabel: str = "test ac
     bottom = (lo + hi - span) / 2
     if unit == 100.0:  # accuracies: keep the axis inside [0, 1]
         bottom = min(max(bottom, 0.0), 1.0 - span) if span <= 1.0 else 0.0
-    ax.set_ylim(bottom, bottom + span)
+    # headroom for the labels above the points and the note at the top
+    ax.set_ylim(bottom, bottom + span * (1.18 if crowded and base is not None else 1.0))
     ax.set_xlim(-0.7, len(names) - 0.4)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=20)
     ax.set_ylabel(ylabel)
     if base is not None and len(names) > 1:
-        ax.text(0.01, 0.98, f"beside each point: its paired gain over {baseline}, seed by seed"
+        ax.text(0.01, 0.98, f"{'above' if crowded else 'beside'} each point: its paired gain over {baseline}, "
+                "seed by seed"
                 + (" (points)" if unit == 100.0 else ""), transform=ax.transAxes, va="top", fontsize=8,
                 color="tab:gray")
     ax.set_title(title)
