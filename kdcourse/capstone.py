@@ -28,8 +28,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -41,7 +40,7 @@ from .data import DataSplits, load_cifar10_data, subset, tensors
 from .distill import METHODS, History, LossTerm, evaluate, method_terms, seed_everything, train
 from .losses import attention_map
 from .models import CifarCNN, count_parameters, feature_extractor, measure_latency
-from .teachers import CIFAR10_TEACHER_SHA256, cifar10_teacher_info, load_cifar10_teacher
+from .teachers import CIFAR10_TEACHER_SHA256, load_cifar10_teacher
 from .transfer import summarize
 
 __all__ = [

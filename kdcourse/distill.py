@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from .config import device as default_device
 from .config import progress_enabled
 from .data import tensors
 from .models import feature_extractor
+
+if TYPE_CHECKING:  # for the annotations only (strings at run time): no import of views at run time
+    from .views import TeacherViews
 
 __all__ = [
     "LossTerm",

@@ -33,7 +33,7 @@ from torch.utils.data import TensorDataset
 
 from . import config
 from .data import DataSplits, cifar10_labels, labeled_split, load_cifar10_data, tensors, transfer_set
-from .distill import History, evaluate, method_terms, seed_everything, train
+from .distill import History, evaluate, seed_everything, train
 from .models import CifarCNN, count_parameters
 from .teachers import cifar10_teacher_info, load_cifar10_teacher, shipped_cifar10_logits
 

@@ -252,7 +252,7 @@ def loss_explorer(student_logits, teacher_logits, target: int, class_names: Sequ
         ax.set_title("what the soft term compares")
         ax.legend(fontsize=8)
         parts = [v["soft"], v["hard"], v["total"]]
-        bars = ax2.bar([f"soft\nα·T²·KL", "hard\n(1-α)·CE", "total"], parts,
+        bars = ax2.bar(["soft\nα·T²·KL", "hard\n(1-α)·CE", "total"], parts,
                        color=["tab:green", "tab:orange", "tab:gray"])
         for bar, value in zip(bars, parts):
             ax2.text(bar.get_x() + bar.get_width() / 2, value + top * 0.01, f"{value:.3f}", ha="center")

@@ -4,8 +4,8 @@ pairs get a hint naming the likely cause; the checker's own frames stay out of t
 import re
 
 import pytest
-from checker_frames import shown_checker_frames
 
+from checker_frames import shown_checker_frames
 from kdcourse.capstone import as_attention_map, paired_attention_loss
 from kdcourse.checks import check_paired_attention_loss
 from kdcourse.losses import attention_map

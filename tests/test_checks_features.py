@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 import torch
-from checker_frames import shown_checker_frames
 import torch.nn.functional as F
 from torch import nn
 
+from checker_frames import shown_checker_frames
 from kdcourse import losses
 from kdcourse.checks import (
     check_attention_map,

@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from checker_frames import shown_checker_frames
 import torch.nn.functional as F
 
+from checker_frames import shown_checker_frames
 from kdcourse import losses
 from kdcourse.checks import (
     check_distillation_loss,

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from checker_frames import shown_checker_frames
 import torch.nn.functional as F
 
+from checker_frames import shown_checker_frames
 from kdcourse import losses
 from kdcourse.checks import check_accuracy, check_count_parameters, check_kd_training_step
 

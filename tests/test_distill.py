@@ -2,14 +2,22 @@
 
 import pytest
 import torch
-from torch import nn
 
 from kdcourse.compare import DIGITS_REGIME
 from kdcourse.data import load_digits_data, subset
-from kdcourse.distill import (DEFAULT_WEIGHTS, Distiller, LossTerm, METHODS, evaluate, method_terms,
-                              seed_everything, teacher_outputs, train)
+from kdcourse.distill import (
+    DEFAULT_WEIGHTS,
+    METHODS,
+    Distiller,
+    LossTerm,
+    evaluate,
+    method_terms,
+    seed_everything,
+    teacher_outputs,
+    train,
+)
 from kdcourse.losses import kd_loss
-from kdcourse.models import DigitsCNN, MLP
+from kdcourse.models import MLP, DigitsCNN
 
 
 @pytest.fixture(scope="module")

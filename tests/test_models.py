@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from kdcourse.models import (CifarCNN, CifarResNet, DigitsCNN, MLP, count_parameters, feature_extractor,
-                             feature_names, measure_latency)
+from kdcourse.models import (
+    MLP,
+    CifarCNN,
+    CifarResNet,
+    DigitsCNN,
+    count_parameters,
+    feature_extractor,
+    feature_names,
+    measure_latency,
+)
 
 
 @pytest.mark.parametrize("model, shape", [

@@ -137,8 +137,8 @@ def test_teacher_accuracy_on_real_images():
 
 
 def test_lm_teacher_loads_frozen_and_matches_its_sidecar():
-    from kdcourse.text import load_text_data
     from kdcourse.lm import bits_per_char
+    from kdcourse.text import load_text_data
 
     model = teachers.load_lm_teacher()
     info = teachers.lm_teacher_info()

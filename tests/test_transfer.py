@@ -17,11 +17,16 @@ from torch.utils.data import TensorDataset
 from kdcourse import teachers
 from kdcourse.__main__ import main
 from kdcourse.data import labeled_split, load_digits_data, transfer_set
-from kdcourse.distill import (UNLABELED, labeled_cross_entropy, method_terms, pseudo_label_targets,
-                              seed_everything, train)
+from kdcourse.distill import (
+    UNLABELED,
+    labeled_cross_entropy,
+    method_terms,
+    pseudo_label_targets,
+    seed_everything,
+    train,
+)
 from kdcourse.models import DigitsCNN
-from kdcourse.transfer import (TransferRegime, paired_differences, soft_target_entropy, summarize,
-                               transfer_study)
+from kdcourse.transfer import TransferRegime, paired_differences, soft_target_entropy, summarize, transfer_study
 
 
 @pytest.fixture(scope="module")

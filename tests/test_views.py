@@ -6,13 +6,21 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from kdcourse.distill import LossTerm, cross_entropy_term, seed_everything, train
 from kdcourse.losses import kd_loss
 from kdcourse.models import CifarCNN
-from kdcourse.views import (DEFAULT_VIEWS, TEN_CROP, TeacherViews, ViewRecipe, apply_views,
-                            cached_teacher_views, teacher_view_outputs, views_cache_key)
-from torch.utils.data import TensorDataset
+from kdcourse.views import (
+    DEFAULT_VIEWS,
+    TEN_CROP,
+    TeacherViews,
+    ViewRecipe,
+    apply_views,
+    cached_teacher_views,
+    teacher_view_outputs,
+    views_cache_key,
+)
 
 SMALL = ViewRecipe(pad=2, offsets=((2, 2), (0, 4), (4, 1)), flips=(False, True))
 

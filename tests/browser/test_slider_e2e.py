@@ -17,8 +17,8 @@ from contextlib import contextmanager
 import nbformat
 import pytest
 
-from lab_server import ARTIFACTS, REPO
 from lab_driver import NUMBER, SliderWidget, open_notebook, run_all_cells
+from lab_server import ARTIFACTS, REPO
 
 SOLUTION_01 = REPO / "solutions" / "01_softmax_temperature.ipynb"
 T_LABEL = rf"\bT = {NUMBER}"  # the label reads "T = 4.0, entropy = ..."
