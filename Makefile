@@ -15,12 +15,13 @@ TORCH_INDEX ?=
 SOLUTIONS := $(wildcard solutions/*.ipynb)
 NBVAL     := --nbval-lax --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg
 
-.PHONY: help venv lab test lessons results book test-browser clean
+.PHONY: help venv lab test lessons text results book test-browser clean
 
 help:
 	@echo "make lab           JupyterLab on lessons/ (sets up $(VENV) first)"
 	@echo "make test          pytest tests + nbval over solutions/"
 	@echo "make lessons       regenerate lessons/ from solutions/"
+	@echo "make text          regenerate the text pairs solutions/py/*.py from solutions/"
 	@echo "make results       the comparison table on the digits data -> results/digits.json"
 	@echo "make book          the course site (README + solutions as stored) -> $(BOOK_OUT)/index.html"
 	@echo "make test-browser  browser tests (tests/browser)"
@@ -41,11 +42,25 @@ lab: venv
 # (pytest-xdist): every lesson runs on one thread, so two notebooks run at once on two cores;
 # --dist loadscope keeps all cells of one notebook on one worker (they share its kernel).
 PYTEST_WORKERS ?= 2
-test: venv
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope tests --ignore=tests/browser $(SOLUTIONS) $(NBVAL)
+NBGRADER_DIR := .cache/nbgrader
+test: venv $(NBGRADER_DIR)/nbgrader
+	$(BIN)/python -m ruff check kdcourse tests scripts solutions/py
+	KDCOURSE_NBGRADER_PATH=$(NBGRADER_DIR) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope tests \
+		--ignore=tests/browser $(SOLUTIONS) $(NBVAL)
+
+# nbgrader, for the test of the nbgrader export only: installed aside (--target) without its Jupyter
+# dependencies, so it never enables its extensions in the course's JupyterLab (.venv).
+$(NBGRADER_DIR)/nbgrader: | venv
+	$(BIN)/python -m pip install -q --no-deps --target $(NBGRADER_DIR) 'nbgrader>=0.9.6' sqlalchemy alembic mako \
+		rapidfuzz greenlet
 
 lessons: venv
 	$(BIN)/python -m kdcourse.exercises
+
+# The solutions as text (py:percent, sources without outputs), for diffs and ruff: solutions/NN_*.ipynb ->
+# solutions/py/NN_*.py. tests/test_text_pairs.py fails when they drift from the notebooks.
+text: venv
+	$(BIN)/python scripts/sync_text.py
 
 results: venv
 	mkdir -p results
