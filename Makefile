@@ -46,7 +46,7 @@ NBGRADER_DIR := .cache/nbgrader
 test: venv $(NBGRADER_DIR)/nbgrader
 	$(BIN)/python -m ruff check kdcourse tests scripts solutions/py
 	KDCOURSE_NBGRADER_PATH=$(NBGRADER_DIR) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope tests \
-		--ignore=tests/browser $(SOLUTIONS) $(NBVAL)
+		--ignore=tests/browser --durations=15 $(SOLUTIONS) $(NBVAL)
 
 # nbgrader, for the test of the nbgrader export only: installed aside (--target) without its Jupyter
 # dependencies, so it never enables its extensions in the course's JupyterLab (.venv).
