@@ -1,4 +1,4 @@
-"""Command line: ``python -m kdcourse compare ...``, ``cache-benchmark``, ``grade NOTEBOOK...``
+"""Command line: ``python -m kdcourse compare ...``, ``methods``, ``cache-benchmark``, ``grade NOTEBOOK...``
 (:mod:`kdcourse.grade`) and ``nbgrader-export OUTDIR`` (:mod:`kdcourse.nbgrader_export`)."""
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="PyTorch CPU threads (default: 1 for digits, whose tiny networks run fastest "
                           "on one thread; PyTorch's default for cifar10)")
 
+    sub.add_parser("methods", help="list the distillation methods: loss, default weights, function, paper")
+
     bench = sub.add_parser("cache-benchmark", help="time a KD epoch with and without cached teacher outputs")
     bench.add_argument("--dataset", choices=["digits", "cifar10"], default="digits",
                        help="digits: cached vs live teacher without augmentation; cifar10 (with --augment): "
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     nbgrader_export.add_arguments(sub.add_parser("nbgrader-export", help="write the lessons as an nbgrader course"))
 
     args = parser.parse_args(argv)
+    if args.command == "methods":
+        from .distill import method_table
+
+        print(method_table())
+        return 0
     if args.command == "grade":
         return grade.run(args)
     if args.command == "nbgrader-export":

@@ -206,6 +206,55 @@ DEFAULT_WEIGHTS = {
 METHODS = ("baseline", "kd", "hint", "at", "rkd", "sp", "dkd", "pseudo")
 
 
+@dataclass(frozen=True)
+class MethodInfo:
+    """What ``python -m kdcourse methods`` prints about one method: its loss, the terms
+    :func:`method_terms` builds for it (by name), the weights it reads from
+    :data:`DEFAULT_WEIGHTS`, the function in :mod:`kdcourse.losses` and the paper."""
+
+    loss: str
+    terms: tuple[str, ...]
+    weights: tuple[str, ...]
+    function: str
+    paper: str
+
+
+METHOD_INFO = {
+    "baseline": MethodInfo("CE(y, p_s)", ("ce",), (), "distill.labeled_cross_entropy", "labels only"),
+    "kd": MethodInfo("(1 - alpha) CE + alpha T^2 KL(p_t^T || p_s^T)", ("ce", "kd"), (), "losses.kd_loss",
+                     "Hinton, Vinyals & Dean 2015"),
+    "hint": MethodInfo("CE + w MSE(r(student feature), teacher feature)", ("ce", "hint"), ("hint",),
+                       "losses.hint_loss", "FitNets, Romero et al. 2015"),
+    "at": MethodInfo("CE + w mean (Q_s - Q_t)^2, Q = unit-norm attention map", ("ce", "at"), ("at",),
+                     "losses.attention_transfer_loss", "Zagoruyko & Komodakis 2017"),
+    "rkd": MethodInfo("CE + w_d Huber(psi_D) + w_a Huber(psi_A)", ("ce", "rkd_distance", "rkd_angle"),
+                      ("rkd_distance", "rkd_angle"), "losses.rkd_distance_loss, losses.rkd_angle_loss",
+                      "RKD, Park et al. 2019"),
+    "sp": MethodInfo("CE + w ||G_t - G_s||_F^2 / b^2", ("ce", "sp"), ("sp",), "losses.similarity_preserving_loss",
+                     "SP, Tung & Mori 2019"),
+    "dkd": MethodInfo("CE + alpha TCKD + beta NCKD (alpha 1, beta 8)", ("ce", "dkd"), ("dkd",), "losses.dkd_loss",
+                      "DKD, Zhao et al. 2022"),
+    "pseudo": MethodInfo("CE(teacher's arg-max on unlabelled rows, the label elsewhere)", ("pseudo",), (),
+                         "distill.pseudo_label_targets", "hard pseudo-labels"),
+}
+
+
+def method_table() -> str:
+    """Every method, its loss, default weights, function and paper (``python -m kdcourse methods``)."""
+    rows = [("method", "loss", "default weights", "function", "paper")]
+    for name in METHODS:
+        info = METHOD_INFO[name]
+        weights = ", ".join(f"{k} {DEFAULT_WEIGHTS[k]:g}" for k in info.weights) or "-"
+        rows.append((name, info.loss, weights, info.function, info.paper))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("")
+    lines.append("Sums such as kd+at add the second method's extra terms to KD's. Weights: kdcourse.distill."
+                 "DEFAULT_WEIGHTS (as the reference implementations); the lessons pass tuned ones explicitly.")
+    return "\n".join(lines)
+
+
 def _default_feature(method: str, model: nn.Module) -> str:
     if method in ("hint", "at") and hasattr(model, "layer2"):
         return "layer2"

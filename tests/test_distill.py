@@ -184,3 +184,30 @@ def test_dkd_warmup_reaches_the_loss():
     assert float(total_ramped.detach()) == pytest.approx(parts["ce"] + parts["dkd"] / 4, rel=1e-5)
     ramped.epoch = 4
     assert float(ramped.compute_loss(x, y)[0].detach()) == pytest.approx(float(total_full.detach()), rel=1e-6)
+
+
+def test_method_info_describes_what_method_terms_builds(capsys):
+    """`python -m kdcourse methods` lists every method; its table says which terms each one builds
+    and which weights it reads, and both agree with method_terms."""
+    import importlib
+
+    from kdcourse.__main__ import main
+    from kdcourse.distill import DEFAULT_WEIGHTS, METHOD_INFO, METHODS, method_terms
+    from kdcourse.models import DigitsCNN
+
+    assert set(METHOD_INFO) == set(METHODS)
+    teacher, student = DigitsCNN(8), DigitsCNN(4)
+    x = torch.randn(2, 1, 8, 8)
+    for name in METHODS:
+        info = METHOD_INFO[name]
+        terms = method_terms(name, student=student, teacher=teacher, sample_input=x)
+        assert tuple(t.name for t in terms) == info.terms, name
+        assert all(k in DEFAULT_WEIGHTS for k in info.weights), name
+        for w in info.weights:  # each listed weight is the one its term gets by default
+            assert next(t for t in terms if t.name == w).weight == DEFAULT_WEIGHTS[w], (name, w)
+        for function in info.function.split(", "):
+            module, attr = function.split(".")
+            assert callable(getattr(importlib.import_module(f"kdcourse.{module}"), attr)), function
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"\n{name} " in out for name in METHODS) and "hint 100" in out and "rkd_distance 25" in out
