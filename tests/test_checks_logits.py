@@ -81,7 +81,8 @@ def test_softmax_not_implemented_exception_numpy_and_inplace():
     def not_done(z, T):
         raise NotImplementedError("Exercise: implement softmax_with_temperature")
 
-    fails_with(check_softmax_with_temperature, not_done, "not implemented yet", "Replace")
+    # the checker itself; the lessons' wrapper answers the untouched stub with the reference (tests/test_fallback.py)
+    fails_with(check_softmax_with_temperature.__wrapped__, not_done, "not implemented yet", "Replace")
 
     def crashes(z, T):
         return torch.softmax(z / T, dim=-1) + undefined_name  # noqa: F821
@@ -243,7 +244,7 @@ def test_distillation_exception_and_shape():
     def not_done(s, t, y, T, alpha):
         raise NotImplementedError("Exercise: mix the soft and the hard term")
 
-    fails_with(check_distillation_loss, not_done, "not implemented yet")
+    fails_with(check_distillation_loss.__wrapped__, not_done, "not implemented yet")  # the checker itself
     fails_with(check_distillation_loss,
                lambda s, t, y, T, a: a * soft(s, t, T) + (1 - a) * F.cross_entropy(s, y, reduction="none"),
                r"shape \(4,\)", "one value per example")

@@ -1,0 +1,73 @@
+"""A skipped exercise does not stop the lesson: the rest of it runs on the package's reference.
+
+Every checker in :mod:`kdcourse.checks` is wrapped by :func:`with_fallback`. When the function
+it is given is still the stub that ``make lessons`` wrote (its body raises
+``NotImplementedError("Exercise: ...")``), the checker does not fail: it says, once and where it
+happens, that the lesson goes on with the reference, and puts the reference in the notebook under
+the learner's name, so the cells below run as in the solution. A wrong (not missing) answer is
+never replaced: its checker fails as before, naming the mistake.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["is_stub", "with_fallback", "reference_kd_training_step", "reference_accuracy"]
+
+
+def is_stub(fn) -> bool:
+    """True for a function whose body is still the exercise's stub: it raises
+    ``NotImplementedError`` with a message starting ``"Exercise:"`` (what ``make lessons`` writes),
+    whatever else the learner has written above that line."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    messages = [c for c in code.co_consts if isinstance(c, str)]
+    return "NotImplementedError" in code.co_names and any(m.startswith("Exercise:") for m in messages)
+
+
+def with_fallback(check: Callable, reference: Callable, reference_name: str) -> Callable:
+    """``check``, except that a stub is answered by putting ``reference`` in its place in the
+    caller's namespace (the notebook's) and saying so, instead of failing."""
+
+    @functools.wraps(check)
+    def checker(fn, *args, **kwargs):
+        __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+        if not is_stub(fn):
+            return check(fn, *args, **kwargs)
+        name = getattr(fn, "__name__", "your function")
+        sys._getframe(1).f_globals[name] = reference
+        print(f"⚠ {name} is not written yet: the rest of this lesson uses {reference_name}, the package's "
+              f"reference, in its place. Write {name} and run its cell and this one again to check yours.")
+        return None
+
+    checker.reference = reference
+    checker.reference_name = reference_name
+    return checker
+
+
+def reference_kd_training_step(student, teacher, x, y, optimizer, T, alpha) -> float:
+    """One step of knowledge distillation (lesson 04's exercise): the teacher frozen in eval mode
+    under ``torch.no_grad()``, ``alpha T^2 KL(p_t^T || p_s^T) + (1 - alpha) CE``, then
+    ``zero_grad``, ``backward``, ``step``; the loss as a float."""
+    from ..losses import kd_loss
+
+    teacher.eval()
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    student_logits = student(x)
+    loss = alpha * kd_loss(student_logits, teacher_logits, T) + (1 - alpha) * F.cross_entropy(student_logits, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def reference_accuracy(logits, labels) -> float:
+    """The share of rows whose arg-max is the label (lesson 03's exercise), a float in [0, 1]."""
+    return float((logits.argmax(dim=1) == labels).float().mean())
