@@ -14,6 +14,7 @@ from kdcourse.checks import (
     check_similarity_matrix,
     check_similarity_preserving_loss,
 )
+from rkd_reference import repdistiller_rkd_distance
 
 
 def fails_with(check, fn, *patterns):
@@ -51,21 +52,7 @@ def rkd_distance(s, t, *, norm="own", crit=F.smooth_l1_loss, dist="cdist", mean=
     return crit(d_s, d_t, reduction=reduction)
 
 
-def repdistiller_distance(f_s, f_t):
-    """RepDistiller's RKDLoss (distiller_zoo/RKD.py), its distance part, transcribed: pdist (eps-clamped,
-    zero diagonal), each divided by its mean over the positive entries, smooth_l1 over the full matrices."""
-    def pdist(e, eps=1e-12):
-        e_square = e.pow(2).sum(dim=1)
-        res = (e_square.unsqueeze(1) + e_square.unsqueeze(0) - 2 * e @ e.t()).clamp(min=eps).sqrt().clone()
-        res[range(len(e)), range(len(e))] = 0
-        return res
-
-    with torch.no_grad():
-        t_d = pdist(f_t)
-        t_d = t_d / t_d[t_d > 0].mean()
-    d = pdist(f_s)
-    d = d / d[d > 0].mean()
-    return F.smooth_l1_loss(d, t_d)
+repdistiller_distance = repdistiller_rkd_distance  # RepDistiller's RKDLoss, distance part (tests/rkd_reference.py)
 
 
 def test_rkd_distance_reference_and_learner_styles_pass(capsys):

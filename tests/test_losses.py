@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from kdcourse import losses as L
+from rkd_reference import repdistiller_rkd_distance
 
 torch.set_default_dtype(torch.float32)
 
@@ -113,25 +114,7 @@ def test_pairwise_distances_zero_diagonal_and_clamp():
     assert torch.allclose(d[0, 2], torch.tensor(math.hypot(4.0, 1.5), dtype=torch.float64))
 
 
-def _reference_rkd_distance(student, teacher):
-    """The distance part of RepDistiller's RKDLoss (distiller_zoo/RKD.py), which is also the RKD authors'
-    RkdDistance (lenscloth/RKD metric/loss.py) and mdistiller's rkd_loss, transcribed: pdist clamps the squared
-    distances at eps=1e-12 and zeroes the diagonal; mu = the mean of the positive entries; smooth_l1 over the
-    full N x N matrices."""
-    def pdist(e, eps=1e-12):
-        e_square = e.pow(2).sum(dim=1)
-        prod = e @ e.t()
-        res = (e_square.unsqueeze(1) + e_square.unsqueeze(0) - 2 * prod).clamp(min=eps).sqrt()
-        res = res.clone()
-        res[range(len(e)), range(len(e))] = 0
-        return res
-
-    with torch.no_grad():
-        t_d = pdist(teacher)
-        t_d = t_d / t_d[t_d > 0].mean()
-    d = pdist(student)
-    d = d / d[d > 0].mean()
-    return F.smooth_l1_loss(d, t_d)
+_reference_rkd_distance = repdistiller_rkd_distance  # RepDistiller / RKD authors / mdistiller (tests/rkd_reference.py)
 
 
 @pytest.mark.parametrize("b", [2, 5, 16])
