@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import losses
+from . import losses, memo
 from .config import device as default_device
 from .config import progress_enabled
 from .data import tensors
@@ -557,6 +557,14 @@ def train(
         if distiller.needs_teacher and teacher_views.num_examples != len(y_train):
             raise ValueError(f"teacher_views holds teacher logits for {teacher_views.num_examples or 'no'} images, "
                              f"the training set has {len(y_train)}: build it from this training set's inputs")
+    memo_key = _memo_key(student, train_data, teacher, name, distiller, val_data, epochs, batch_size, lr,
+                         weight_decay, optimizer, cosine, seed, augment, cache_teacher, teacher_cache,
+                         teacher_views, dev)
+    if memo_key is not None:
+        record = memo.load(memo_key, {"student": student, "terms": distiller.extra})
+        if record is not None:  # this very run finished before: its end state is back in place
+            student.eval()
+            return History(**record, student=student)
     params = distiller.trainable_parameters()
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -626,4 +634,16 @@ def train(
             history.val_acc.append(evaluate(student, val_data))
             bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=f"{history.val_acc[-1]:.3f}")
     student.eval()
+    if memo_key is not None:
+        memo.store(memo_key, {"student": student, "terms": distiller.extra}, history.to_dict())
     return history
+
+
+def _memo_key(*run) -> str | None:
+    """The run's fingerprint for :mod:`kdcourse.memo` when ``KDCOURSE_TRAIN_MEMO=1``, else ``None``."""
+    if not memo.enabled():
+        return None
+    try:
+        return memo.fingerprint("distill.train", *run)
+    except memo.Unfingerprintable:
+        return None
