@@ -41,12 +41,16 @@ lab: venv
 # One pytest call, so an empty solutions/ is not a "no tests collected" failure. Two workers
 # (pytest-xdist): every lesson runs on one thread, so two notebooks run at once on two cores;
 # --dist loadscope keeps all cells of one notebook on one worker (they share its kernel).
+# Then the lessons unsolved (tests/unsolved): every exercise skipped, each must run to its end. They
+# rerun the solutions' trainings, which the training memo (KDCOURSE_TRAIN_MEMO=1, kdcourse/memo.py)
+# recorded in the first call and puts back when every input of a run is the same.
 PYTEST_WORKERS ?= 2
 NBGRADER_DIR := .cache/nbgrader
 test: venv $(NBGRADER_DIR)/nbgrader
 	$(BIN)/python -m ruff check kdcourse tests scripts solutions/py
-	KDCOURSE_NBGRADER_PATH=$(NBGRADER_DIR) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope tests \
-		--ignore=tests/browser --durations=15 $(SOLUTIONS) $(NBVAL)
+	KDCOURSE_TRAIN_MEMO=1 KDCOURSE_NBGRADER_PATH=$(NBGRADER_DIR) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) \
+		--dist loadscope tests --ignore=tests/browser --ignore=tests/unsolved --durations=15 $(SOLUTIONS) $(NBVAL)
+	KDCOURSE_TRAIN_MEMO=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/unsolved --durations=15 -rA
 
 # nbgrader, for the test of the nbgrader export only: installed aside (--target) without its Jupyter
 # dependencies, so it never enables its extensions in the course's JupyterLab (.venv).

@@ -6,6 +6,8 @@
   (default ``~/.cache/kdcourse``).
 - ``KDCOURSE_CIFAR10``: an offline CIFAR-10 archive or folder (see :mod:`kdcourse.data`).
 - ``KDCOURSE_PROGRESS``: set to ``0`` to silence every progress bar.
+- ``KDCOURSE_TRAIN_MEMO``: set to ``1`` to put back trainings that already ran with the very same
+  inputs instead of training again (:mod:`kdcourse.memo`; ``make test`` uses it).
 """
 
 from __future__ import annotations

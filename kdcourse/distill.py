@@ -641,9 +641,4 @@ def train(
 
 def _memo_key(*run) -> str | None:
     """The run's fingerprint for :mod:`kdcourse.memo` when ``KDCOURSE_TRAIN_MEMO=1``, else ``None``."""
-    if not memo.enabled():
-        return None
-    try:
-        return memo.fingerprint("distill.train", *run)
-    except memo.Unfingerprintable:
-        return None
+    return memo.key_for("distill.train", *run)

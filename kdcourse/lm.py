@@ -157,6 +157,14 @@ def train_char_model(model: nn.Module, batch_loss: Callable[[nn.Module, int, tor
     cosine schedule. ``seed`` seeds the generator every batch draw uses, so two methods with the
     same seed see the same batches.
     """
+    from . import memo
+
+    key = memo.key_for("lm.train_char_model", model, batch_loss, recipe, seed, start_step)
+    if key is not None:
+        record = memo.load(key, {"model": model})  # this very run finished before (KDCOURSE_TRAIN_MEMO=1)
+        if record is not None:
+            model.eval()
+            return LMHistory(**record)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                   betas=(0.9, 0.99))
@@ -172,6 +180,8 @@ def train_char_model(model: nn.Module, batch_loss: Callable[[nn.Module, int, tor
         optimizer.step()
         history.loss.append(loss.item())
     model.eval()
+    if key is not None:
+        memo.store(key, {"model": model}, {"loss": history.loss})
     return history
 
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from . import config
 
-__all__ = ["enabled", "fingerprint", "Unfingerprintable", "load", "store", "package_hash"]
+__all__ = ["enabled", "key_for", "fingerprint", "Unfingerprintable", "load", "store", "package_hash"]
 
 # Code outside the course whose behaviour its version fixes: named, not read.
 _LIBRARIES = ("torch", "numpy", "math", "builtins", "functools", "operator", "torchvision", "scipy", "sklearn")
@@ -78,6 +78,16 @@ def fingerprint(*parts: Any) -> str:
     _Hasher(digest).add(("kdcourse", package_hash(), torch.__version__, np.__version__, torch.get_num_threads(),
                          parts))
     return digest.hexdigest()
+
+
+def key_for(*parts: Any) -> str | None:
+    """:func:`fingerprint` when the memo is :func:`enabled` and can hash ``parts``, else ``None`` (no memo)."""
+    if not enabled():
+        return None
+    try:
+        return fingerprint(*parts)
+    except Unfingerprintable:
+        return None
 
 
 class _Hasher:
@@ -165,14 +175,16 @@ class _Hasher:
                     self.add(getattr(value, "__func__", getattr(value, "fget", value)))
 
     def add_function(self, fn: types.FunctionType) -> None:
-        if _is_fixed(fn.__module__):
-            self.put("function", fn.__module__, fn.__qualname__)
-            return
-        # a notebook's function: its code, defaults, closure and the globals it reads
-        self.put("function", fn.__qualname__)
-        self.add_code(fn.__code__)
+        # the package's own code is pinned by package_hash, a library's by its version; what a call made
+        # of it (a closure such as kd_term's lambda over T, its defaults) counts like a notebook's
+        fixed = _is_fixed(fn.__module__)
+        self.put("function", fn.__module__ if fixed else "", fn.__qualname__)
         self.add((fn.__defaults__, fn.__kwdefaults__))
         self.add([cell.cell_contents for cell in (fn.__closure__ or ()) if _cell_filled(cell)])
+        if fixed:
+            return
+        # a notebook's function: its code, and the globals it reads
+        self.add_code(fn.__code__)
         for name in _global_names(fn.__code__):
             if name in fn.__globals__:
                 self.put("global", name)

@@ -81,6 +81,9 @@ def test_anything_that_changes_the_run_changes_its_fingerprint(setting):
 
     keys = {memo.fingerprint(term(f)) for f in (mine, mine_at_2, lambda s, t, y: mine(s, t, y))}
     assert len(keys) == 3  # a notebook's code counts, constants included
+    # the package's code is pinned by its hash, but what a call made of it is not: kd_term's closure over T
+    from kdcourse.distill import kd_term
+    assert memo.fingerprint(kd_term(0.9, 4.0)) != memo.fingerprint(kd_term(0.9, 2.0))
 
 
 def test_a_global_a_notebook_function_reads_counts():
@@ -118,3 +121,24 @@ def test_a_corrupt_entry_is_reported_and_trained_again(setting, on):
     with pytest.warns(RuntimeWarning, match="SHA-256"):  # nothing trusted but a matching pair
         entry.with_suffix(".sha256").write_text("0" * 64)
         run(setting)
+
+
+def test_the_language_model_loop_is_memoised_the_same_way(on, monkeypatch):
+    from kdcourse import lm
+    from kdcourse.models import CharTransformer
+
+    stream = torch.randint(0, 97, (2_000,), generator=torch.Generator().manual_seed(0))
+    recipe = lm.LMRecipe(steps=5, warmup=2)
+
+    def fresh():
+        torch.manual_seed(0)
+        return CharTransformer(97, context=8, width=16, depth=1, heads=2)
+
+    first = fresh()
+    h1 = lm.train_char_model(first, lm.label_batches(stream, 8, 4), recipe, seed=3)
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda *a, **k: pytest.fail("trained although memoised"))
+    second = fresh()
+    h2 = lm.train_char_model(second, lm.label_batches(stream, 8, 4), recipe, seed=3)
+    assert h2.loss == h1.loss and not second.training
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert memo.fingerprint(lm.label_batches(stream, 8, 4)) != memo.fingerprint(lm.label_batches(stream[1:], 8, 4))
