@@ -18,7 +18,7 @@ variable it checks. Its result is
 
 - ``pass``: the checker ran without an error (it printed its ✓ line);
 - ``fail: <message>``: the checker raised an ``AssertionError``; the message is its first line,
-  which names the mistake ("kd_loss: the loss is off by a factor T^2 ...");
+  which names the mistake ("kd_loss: the soft term is off by a factor T^2 ...");
 - ``not done``: the exercise is still the stub (the checker then lets the lesson go on with the
   package's reference and says so), or it raises the stub's ``NotImplementedError``;
 - ``timeout``: the notebook ran out of time before this check finished;

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import losses
+from . import losses, mistakes
 from .distill import Distiller, History, LossTerm, cross_entropy_term, kd_term, train
 from .models import DigitsCNN
 
@@ -62,16 +62,8 @@ __all__ = [
     "teacher_not_frozen_setup",
 ]
 
-#: Each pitfall's name and its mistake in one line.
-PITFALLS = {
-    "missing_t_squared": "the soft term is not multiplied by T^2",
-    "reversed_kl": "KL(student || teacher) instead of KL(teacher || student)",
-    "mean_reduction": 'F.kl_div(..., reduction="mean") instead of "batchmean"',
-    "softmax_student": "softmax instead of log_softmax on the student inside F.kl_div",
-    "swapped_alpha": "alpha weights the hard loss, while the code's author thinks it weights the soft loss",
-    "teacher_train_mode": "the teacher is left in train mode (dropout on, BatchNorm statistics updated)",
-    "teacher_not_frozen": "the teacher's parameters get gradients and are updated with the student's",
-}
+#: Each pitfall's name and its mistake in one line (from :data:`kdcourse.mistakes.CATALOGUE`).
+PITFALLS = mistakes.pitfalls()
 
 
 # ---------------------------------------------------------------- broken soft-target losses

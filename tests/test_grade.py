@@ -99,7 +99,7 @@ def test_grade_table_and_json_on_the_real_checkers(tmp_path, capsys):
     assert [str(right), "kd_loss", "pass"] in rows and [str(right), "distillation_loss", "pass"] in rows
     assert [str(wrong), "distillation_loss", "not done"] in rows
     fail = next(r for r in rows if r[:2] == [str(wrong), "kd_loss"])[2]
-    assert fail.startswith("fail: kd_loss: the loss is off by a factor T^2 (= 16 at T=4)"), fail
+    assert fail.startswith("fail: kd_loss: the soft term is off by a factor T^2 (= 16 at T=4)"), fail
     assert f"{right}: 2 of 2 pass" in table and f"{wrong}: 0 of 2 pass" in table
 
     grades = json.loads(out.read_text(encoding="utf-8"))["notebooks"]

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
+from .. import mistakes as catalogue
 
 __all__ = [
     "check_softmax_with_temperature",
@@ -396,64 +397,34 @@ def check_entropy(fn: Callable) -> None:
 
 # ------------------------------------------------------------------ kd_loss
 
-_KD_MISTAKES = {
-    "noT2": "the loss is off by a factor T^2 (= {T2}): did you forget to rescale the soft term by T**2? "
-            "Without it the soft term's gradient shrinks like 1/T^2 (lesson 02, section 3).",
-    "T1": "it multiplies by T, not by T^2: the soft term must be scaled by T**2.",
-    "reversed": "the KL arguments are reversed: it computes KL(student || teacher). The teacher's distribution "
-                "is the target: F.kl_div(log_softmax(student / T), softmax(teacher / T)) = KL(teacher || student).",
-    "mean": "it uses reduction=\"mean\", which divides by batch size x number of classes, so the loss is off "
-            "by the number of classes ({C}). Use reduction=\"batchmean\" (sum over classes, mean over examples).",
-    "sum": "it uses reduction=\"sum\": the loss grows with the batch size ({B} here). Use "
-           "reduction=\"batchmean\" (sum over classes, mean over examples).",
-    "softmax_input": "F.kl_div expects LOG-probabilities as its first argument, but it gets probabilities: "
-                     "use F.log_softmax(student_logits / T, dim=1) for the student.",
-    "log_target": "the teacher's target is passed as log-probabilities (log_softmax) but F.kl_div reads it as "
-                  "probabilities: use softmax(teacher_logits / T), or pass log_target=True.",
-    "T_student_only": "the temperature is applied to the student only: divide the teacher's logits by T as well.",
-    "T_teacher_only": "the temperature is applied to the teacher only: divide the student's logits by T as well.",
-    "T_none": "the temperature is not applied to the logits at all: use softmax(teacher_logits / T) and "
-              "log_softmax(student_logits / T).",
-    "T_mul": "it multiplies the logits by T instead of dividing them by T.",
-    "cross_entropy": "it computes the cross-entropy H(p_t, p_s) = -sum p_t log p_s, not the KL divergence: the "
-                     "two differ by the teacher's entropy (constant for the student). Use F.kl_div (KL = H(p_t, p_s) "
-                     "- H(p_t)).",
-    "dim0": "the softmaxes run over the batch (dim=0), not over the classes: each column of probabilities sums "
-            "to 1 instead of each row, so every example's distribution is mixed with the others' (and the loss "
-            "changes with the batch). Use dim=1 (or dim=-1), the classes, in both F.log_softmax and F.softmax.",
-    "dim0_student": "the student's log_softmax runs over the batch (dim=0), not over the classes: use "
-                    "F.log_softmax(student_logits / T, dim=1), like the teacher's softmax.",
-    "dim0_teacher": "the teacher's softmax runs over the batch (dim=0), not over the classes: use "
-                    "F.softmax(teacher_logits / T, dim=1), like the student's log_softmax.",
-}
-
-
 def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str, dim: str = "ok") -> Callable:
-    """KD loss under one combination of mistakes (each argument 'ok' or a key of _KD_MISTAKES)."""
+    """KD loss under one combination of mistakes (each argument "ok" or an id of kdcourse.mistakes.CATALOGUE)."""
 
     def fn(s, t, T):
-        zs = s * T if temp == "T_mul" else (s if temp in ("T_none", "T_teacher_only") else s / T)
-        zt = t * T if temp == "T_mul" else (t if temp in ("T_none", "T_student_only") else t / T)
-        if direction == "reversed":
+        zs = s * T if temp == "temperature_multiplied" else (
+            s if temp in ("temperature_missing", "temperature_teacher_only") else s / T)
+        zt = t * T if temp == "temperature_multiplied" else (
+            t if temp in ("temperature_missing", "temperature_student_only") else t / T)
+        if direction == "reversed_kl":
             zs, zt = zt, zs
-        dim_s = 0 if dim in ("dim0", "dim0_student") else 1  # the softmax over the batch, or the classes
-        dim_t = 0 if dim in ("dim0", "dim0_teacher") else 1
+        dim_s = 0 if dim in ("softmax_over_batch", "student_softmax_over_batch") else 1  # batch, or classes
+        dim_t = 0 if dim in ("softmax_over_batch", "teacher_softmax_over_batch") else 1
         log_ps, log_pt = F.log_softmax(zs, dim_s), F.log_softmax(zt, dim_t)
-        if form == "softmax_input":
+        if form == "softmax_student":
             per = log_pt.exp() * (log_pt - log_ps.exp())  # kl_div(input=p_s, target=p_t)
         elif form == "log_target":
             per = F.kl_div(log_ps, log_pt, reduction="none")  # nan: log of a negative "probability"
-        elif form == "cross_entropy":
+        elif form == "cross_entropy_not_kl":
             per = -log_pt.exp() * log_ps
         else:
             per = log_pt.exp() * (log_pt - log_ps)
-        if reduction == "mean":
+        if reduction == "mean_reduction":
             value = per.mean()
-        elif reduction == "sum":
+        elif reduction == "sum_reduction":
             value = per.sum()
         else:
             value = per.sum() / s.shape[0]
-        factor = {"ok": T * T, "noT2": 1.0, "T1": T}[scale]
+        factor = {"ok": T * T, "missing_t_squared": 1.0, "t_not_squared": T}[scale]
         return value * factor
 
     return fn
@@ -462,14 +433,14 @@ def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str
 def _kd_variants() -> list[_Variant]:
     variants = []
     for scale, direction, reduction, temp, form, dim in itertools.product(
-        ("ok", "noT2", "T1"), ("ok", "reversed"), ("ok", "mean", "sum"),
-        ("ok", "T_student_only", "T_teacher_only", "T_none", "T_mul"),
-        ("ok", "softmax_input", "log_target", "cross_entropy"),
-        ("ok", "dim0", "dim0_student", "dim0_teacher"),
+        ("ok", "missing_t_squared", "t_not_squared"), ("ok", "reversed_kl"),
+        ("ok", "mean_reduction", "sum_reduction"),
+        ("ok", "temperature_student_only", "temperature_teacher_only", "temperature_missing", "temperature_multiplied"),
+        ("ok", "softmax_student", "log_target", "cross_entropy_not_kl"),
+        ("ok", "softmax_over_batch", "student_softmax_over_batch", "teacher_softmax_over_batch"),
     ):
-        if temp == "T_none" and scale == "noT2":
-            mistakes = ("it is the plain KL at T = 1: the temperature is never used (neither inside the "
-                        "softmaxes nor as the T^2 factor).",)
+        if temp == "temperature_missing" and scale == "missing_t_squared":
+            mistakes = ("plain_kl",)
             if (direction, reduction, form, dim) != ("ok", "ok", "ok", "ok"):
                 continue
         else:
@@ -480,15 +451,10 @@ def _kd_variants() -> list[_Variant]:
     return variants
 
 
-def _fill(text: str, T: float | None = None, B: int | None = None, C: int | None = None) -> str:
-    return text.replace("{T2}", f"{T * T:g} at T={T:g}" if T else "T^2").replace(
-        "{C}", str(C) if C else "C").replace("{B}", str(B) if B else "B")
-
-
 def _kd_explain(name: str, found: list[_Variant] | None, T: float, B: int, C: int) -> str | None:
     if not found:
         return None
-    mistakes = [_fill(_KD_MISTAKES.get(m, m), T, B, C) for m in found[0].mistakes]
+    mistakes = [catalogue.message(m, T=T, B=B, C=C) for m in found[0].mistakes]
     if len(mistakes) == 1:
         return f"{name}: {mistakes[0]}"
     return "\n".join([f"{name} has {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes])
@@ -567,82 +533,45 @@ def check_kd_loss(fn: Callable) -> None:
 
 # ------------------------------------------------------------------ distillation_loss
 
+# Each kind of slip in L = alpha * soft + (1 - alpha) * hard, by its id in kdcourse.mistakes.CATALOGUE.
 _WEIGHTS = {
-    "ok": ("", lambda a: (a, 1 - a)),
-    "swapped": ("alpha is swapped: it weights the hard (cross-entropy) term. In this course alpha weights the "
-                "soft term: L = alpha * soft + (1 - alpha) * hard.", lambda a: (1 - a, a)),
-    "hard_unweighted": ("the hard term is not weighted by (1 - alpha): L = alpha * soft + (1 - alpha) * hard.",
-                        lambda a: (a, 1.0)),
-    "soft_unweighted": ("the soft term is not weighted by alpha: L = alpha * soft + (1 - alpha) * hard.",
-                        lambda a: (1.0, 1 - a)),
-    "alpha_both": ("both terms are weighted by alpha: the hard term's weight is (1 - alpha).",
-                   lambda a: (a, a)),
-    "no_weights": ("alpha is not used: the terms are simply added. L = alpha * soft + (1 - alpha) * hard.",
-                   lambda a: (1.0, 1.0)),
+    "ok": lambda a: (a, 1 - a),
+    "swapped_alpha": lambda a: (1 - a, a),
+    "hard_unweighted": lambda a: (a, 1.0),
+    "soft_unweighted": lambda a: (1.0, 1 - a),
+    "alpha_both": lambda a: (a, a),
+    "no_weights": lambda a: (1.0, 1.0),
 }
-_HARD = {
-    "ok": "",
-    "ce_at_T": "the cross-entropy is computed at temperature T (on student_logits / T): the hard term uses "
-               "the ordinary softmax, T = 1: F.cross_entropy(student_logits, targets).",
-    "ce_at_T_T2": "the cross-entropy is computed at temperature T and scaled by T^2: only the soft term is; the "
-                  "hard term is F.cross_entropy(student_logits, targets) at T = 1.",
-    "ce_sum": "the cross-entropy uses reduction=\"sum\" (it grows with the batch size): use the mean over the "
-              "batch (the default of F.cross_entropy).",
-    "ce_teacher_labels": "the hard term uses the teacher's predictions (argmax) as labels: use the true labels "
-                         "`targets` (the teacher can be wrong; example 4 of the test batch is such a case).",
-    "ce_probs": "F.cross_entropy takes logits, but it gets probabilities (a softmax was applied first): pass "
-                "student_logits directly.",
-    "ce_T2": "the cross-entropy is multiplied by T^2 (= {T2}) as well: only the soft term needs T^2 (it makes up "
-             "for the 1/T^2 that the temperature puts on the soft term's gradient). The hard term is the plain "
-             "F.cross_entropy(student_logits, targets): alpha * kd_loss(...) + (1 - alpha) * F.cross_entropy(...), "
-             "not T**2 * (alpha * KL + (1 - alpha) * CE).",
-    "nll_logits": "the hard term is F.nll_loss on the raw logits. F.nll_loss expects LOG-probabilities: on logits "
-                  "it is just minus the mean of the true classes' logits, which the student can push up for ever "
-                  "(no softmax ties the classes together). Use F.cross_entropy(student_logits, targets), which "
-                  "applies log_softmax itself, or F.nll_loss(F.log_softmax(student_logits, dim=1), targets).",
-    "nll_probs": "the hard term is F.nll_loss on probabilities (a softmax): F.nll_loss expects LOG-probabilities. "
-                 "Use F.log_softmax(student_logits, dim=1) there, or simply F.cross_entropy(student_logits, targets).",
-}
-_SOFT_MIX_TEXT = {
-    "noT2": "the soft term is off by a factor T^2 (= {T2}): multiply the KL by T**2 (as kd_loss must: if you call "
-            "your kd_loss here, check that it includes T**2).",
-    "reversed": "the soft term's KL arguments are reversed: it computes KL(student || teacher); the teacher's "
-                "distribution is the target, KL(teacher || student).",
-    "mean": "the soft term uses reduction=\"mean\", off by the number of classes ({C}): use \"batchmean\".",
-    "T_none": "the soft term does not divide the logits by T: use softmax(teacher_logits / T) and "
-              "log_softmax(student_logits / T).",
-    "softmax_input": "the soft term gives F.kl_div probabilities where it expects LOG-probabilities: use "
-                     "F.log_softmax(student_logits / T, dim=1).",
-    "dim0": "the soft term's softmaxes run over the batch (dim=0), not over the classes: use dim=1 in both "
-            "F.log_softmax and F.softmax.",
-}
+_HARD = ("ok", "ce_at_temperature", "ce_at_temperature_t_squared", "ce_sum", "ce_teacher_labels",
+         "ce_on_probabilities", "ce_scaled_t_squared", "nll_on_logits", "nll_on_probabilities")
+# the soft-term mistakes tried inside the sum: (scale, direction, reduction, temperature, form, dim) of _kd_variant
 _SOFT_FOR_MIX = {
     "ok": ("ok", "ok", "ok", "ok", "ok"),
-    "noT2": ("noT2", "ok", "ok", "ok", "ok"),
-    "reversed": ("ok", "reversed", "ok", "ok", "ok"),
-    "mean": ("ok", "ok", "mean", "ok", "ok"),
-    "T_none": ("ok", "ok", "ok", "T_none", "ok"),
-    "softmax_input": ("ok", "ok", "ok", "ok", "softmax_input"),
-    "dim0": ("ok", "ok", "ok", "ok", "ok", "dim0"),
+    "missing_t_squared": ("missing_t_squared", "ok", "ok", "ok", "ok"),
+    "reversed_kl": ("ok", "reversed_kl", "ok", "ok", "ok"),
+    "mean_reduction": ("ok", "ok", "mean_reduction", "ok", "ok"),
+    "temperature_missing": ("ok", "ok", "ok", "temperature_missing", "ok"),
+    "softmax_student": ("ok", "ok", "ok", "ok", "softmax_student"),
+    "softmax_over_batch": ("ok", "ok", "ok", "ok", "ok", "softmax_over_batch"),
 }
 
 
 def _hard_term(kind: str, s, t, y, T):
-    if kind == "ce_at_T":
+    if kind == "ce_at_temperature":
         return F.cross_entropy(s / T, y)
-    if kind == "ce_at_T_T2":
+    if kind == "ce_at_temperature_t_squared":
         return F.cross_entropy(s / T, y) * T * T
     if kind == "ce_sum":
         return F.cross_entropy(s, y, reduction="sum")
     if kind == "ce_teacher_labels":
         return F.cross_entropy(s, t.argmax(1))
-    if kind == "ce_probs":
+    if kind == "ce_on_probabilities":
         return F.cross_entropy(torch.softmax(s, 1), y)
-    if kind == "ce_T2":
+    if kind == "ce_scaled_t_squared":
         return F.cross_entropy(s, y) * T * T
-    if kind == "nll_logits":
+    if kind == "nll_on_logits":
         return F.nll_loss(s, y)
-    if kind == "nll_probs":
+    if kind == "nll_on_probabilities":
         return F.nll_loss(torch.softmax(s, 1), y)
     return F.cross_entropy(s, y)
 
@@ -653,17 +582,10 @@ def _distill_variants() -> list[_Variant]:
         soft_fn = _kd_variant(*_SOFT_FOR_MIX[soft])
 
         def fn(s, t, y, T, alpha, soft_fn=soft_fn, weights=weights, hard=hard):
-            w_soft, w_hard = _WEIGHTS[weights][1](alpha)
+            w_soft, w_hard = _WEIGHTS[weights](alpha)
             return w_soft * soft_fn(s, t, T) + w_hard * _hard_term(hard, s, t, y, T)
 
-        mistakes = []
-        if weights != "ok":
-            mistakes.append(_WEIGHTS[weights][0])
-        if hard != "ok":
-            mistakes.append(_HARD[hard])
-        if soft != "ok":
-            mistakes.append(_SOFT_MIX_TEXT[soft])
-        variants.append(_Variant(tuple(mistakes), fn))
+        variants.append(_Variant(tuple(m for m in (weights, hard, soft) if m != "ok"), fn))
     return variants
 
 
@@ -688,7 +610,7 @@ def check_distillation_loss(fn: Callable) -> None:
         s, t, y, T, alpha = _DISTILL_INPUTS[i]
         shown = f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}"
         if found:
-            mistakes = [_fill(m, T, s.shape[0], s.shape[1]) for m in found[0].mistakes]
+            mistakes = [catalogue.message(m, T=T, B=s.shape[0], C=s.shape[1], alpha=alpha) for m in found[0].mistakes]
             message = (f"{name}: {mistakes[0]}" if len(mistakes) == 1 else
                        "\n".join([f"{name} has {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes]))
             message += f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"

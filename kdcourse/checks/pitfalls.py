@@ -9,20 +9,10 @@ the first step, how far the teacher moved) and names one of :data:`kdcourse.pitf
 
 from __future__ import annotations
 
+from ..mistakes import resolve
 from ..pitfalls import _MYSTERY_BUGS, MYSTERIES, PITFALLS
 
 __all__ = ["check_diagnosis"]
-
-# Accepted spellings of each pitfall (after lower-casing and turning spaces / hyphens into "_").
-_ALIASES = {
-    "missing_t_squared": ("missing_t2", "no_t_squared", "no_t2", "t_squared", "t2", "missing_t^2"),
-    "reversed_kl": ("reverse_kl", "swapped_kl", "kl_reversed", "reversed"),
-    "mean_reduction": ("reduction_mean", "mean", "reduction", 'reduction="mean"', "reduction='mean'"),
-    "softmax_student": ("softmax_instead_of_log_softmax", "no_log_softmax", "softmax"),
-    "swapped_alpha": ("alpha_swapped", "alpha", "swapped_alpha_convention"),
-    "teacher_train_mode": ("train_mode", "teacher_in_train_mode", "teacher_not_in_eval_mode", "no_eval"),
-    "teacher_not_frozen": ("not_frozen", "unfrozen_teacher", "teacher_updated", "teacher_trained"),
-}
 
 # Why each mystery shows its symptoms (printed when the diagnosis is right).
 _EXPLAIN = {
@@ -73,14 +63,6 @@ _GENERAL = {
 }
 
 
-def _normalise(answer: str) -> str:
-    text = answer.strip().lower().replace("-", "_").replace(" ", "_")
-    for name, aliases in _ALIASES.items():
-        if text == name or text in aliases:
-            return name
-    return text
-
-
 def check_diagnosis(mystery: str, answer: str) -> None:
     """Check a diagnosis: ``answer`` names the pitfall (one of ``PITFALLS``) behind ``mystery``.
 
@@ -93,7 +75,7 @@ def check_diagnosis(mystery: str, answer: str) -> None:
             f"Write your diagnosis as a string, one of: {', '.join(PITFALLS)} "
             f"(got {answer!r})."
         )
-    name = _normalise(answer)
+    name = resolve(answer)  # the accepted spellings: kdcourse.mistakes.CATALOGUE
     if name not in PITFALLS:
         listing = "\n".join(f"  {k!r}: {v}" for k, v in PITFALLS.items())
         raise AssertionError(f"{answer!r} is not one of the pitfalls. Choose one of:\n{listing}")

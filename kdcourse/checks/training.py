@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import mistakes as catalogue
+
 __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 
 
@@ -219,49 +221,26 @@ def _soft_term(s, t, T, *, direction="forward", scale=None, reduction="batchmean
 
 
 def _variants(T: float, alpha: float):
-    """(name, loss(s, t, y), hint) for the reference and the classic mistakes."""
+    """(id, loss(s, t, y), hint) for the reference and the classic mistakes (kdcourse.mistakes.CATALOGUE)."""
     ce = F.cross_entropy
-    return [
-        ("reference", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y), ""),
-        ("alpha swapped", lambda s, t, y: (1 - alpha) * _soft_term(s, t, T) + alpha * ce(s, y),
-         f"alpha and 1 - alpha are swapped. In this course alpha weights the soft (teacher) term: "
-         f"loss = alpha * T^2 * KL + (1 - alpha) * CE. With alpha = {alpha} the soft term gets "
-         f"weight {alpha}, the labels {1 - alpha:g}."),
-        ("missing T^2", lambda s, t, y: alpha * _soft_term(s, t, T, scale=1.0) + (1 - alpha) * ce(s, y),
-         f"the soft term is missing its T^2 factor (T^2 = {T * T:g} here). Its gradient shrinks like "
-         "1/T^2, so without the factor the teacher's signal is {:g} times too weak: use "
-         "kdcourse.losses.kd_loss (which includes it) or multiply the KL by T**2.".format(T * T)),
-        ("T instead of T^2", lambda s, t, y: alpha * _soft_term(s, t, T, scale=T) + (1 - alpha) * ce(s, y),
-         "the soft term is multiplied by T, not T^2."),
-        ("reversed KL", lambda s, t, y: alpha * _soft_term(s, t, T, direction="reverse") + (1 - alpha) * ce(s, y),
-         "the KL divergence is reversed: it must be KL(teacher || student), i.e. "
-         "F.kl_div(log_softmax(student / T), softmax(teacher / T)) - the student's log-probabilities "
-         "come first. kdcourse.losses.kd_loss(student_logits, teacher_logits, T) does it right."),
-        ("reduction mean", lambda s, t, y: alpha * _soft_term(s, t, T, reduction="mean") + (1 - alpha) * ce(s, y),
-         "the KL uses reduction='mean', which also divides by the number of classes. Use "
-         "reduction='batchmean' (sum over classes, mean over examples), as kd_loss does."),
-        ("CE at temperature T", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s / T, y),
-         "the cross-entropy with the labels is computed on student_logits / T; the hard-label term "
-         "uses the ordinary softmax (T = 1)."),
-        ("CE scaled by T^2", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y) * T * T,
-         f"the cross-entropy is multiplied by T^2 (= {T * T:g}) as well. Only the soft term needs T^2: it makes "
-         "up for the 1/T^2 that the temperature puts on the soft term's gradient. The hard term is the plain "
-         "F.cross_entropy(student_logits, y): alpha * kd_loss(...) + (1 - alpha) * F.cross_entropy(...), "
-         "not T**2 * (alpha * KL + (1 - alpha) * CE)."),
-        ("nll_loss on logits", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * F.nll_loss(s, y),
-         "the hard term is F.nll_loss on the raw logits. F.nll_loss expects LOG-probabilities: on logits it "
-         "is just minus the mean of the true classes' logits, which the student can push up for ever "
-         "(no softmax ties the classes together). Use F.cross_entropy(student_logits, y), which applies "
-         "log_softmax itself, or F.nll_loss(F.log_softmax(student_logits, dim=1), y)."),
-        ("soft term only", lambda s, t, y: _soft_term(s, t, T),
-         "only the soft term is trained: the (1 - alpha) * cross-entropy with the labels y is missing."),
-        ("CE only", lambda s, t, y: ce(s, y),
-         "only the cross-entropy with the labels is trained: the alpha * T^2 * KL term with the "
-         "teacher is missing (or its weight is 0)."),
-        ("no mix weights", lambda s, t, y: _soft_term(s, t, T) + ce(s, y),
-         "the two terms are added without their weights: multiply the soft term by alpha and the "
-         "cross-entropy by (1 - alpha)."),
-    ]
+    wrong = {
+        "swapped_alpha": lambda s, t, y: (1 - alpha) * _soft_term(s, t, T) + alpha * ce(s, y),
+        "missing_t_squared": lambda s, t, y: alpha * _soft_term(s, t, T, scale=1.0) + (1 - alpha) * ce(s, y),
+        "t_not_squared": lambda s, t, y: alpha * _soft_term(s, t, T, scale=T) + (1 - alpha) * ce(s, y),
+        "reversed_kl": lambda s, t, y: alpha * _soft_term(s, t, T, direction="reverse") + (1 - alpha) * ce(s, y),
+        "mean_reduction": lambda s, t, y: alpha * _soft_term(s, t, T, reduction="mean") + (1 - alpha) * ce(s, y),
+        "ce_at_temperature": lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s / T, y),
+        "ce_scaled_t_squared": lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y) * T * T,
+        "nll_on_logits": lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * F.nll_loss(s, y),
+        "soft_only": lambda s, t, y: _soft_term(s, t, T),
+        "hard_only": lambda s, t, y: ce(s, y),
+        "no_weights": lambda s, t, y: _soft_term(s, t, T) + ce(s, y),
+    }
+    reference = ("reference", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y), "")
+    return [reference] + [(name, fn, catalogue.message(name, T=T, alpha=alpha, C=4)) for name, fn in wrong.items()]
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _grads(student: nn.Module, loss_fn, x, y, t_logits) -> list[torch.Tensor]:
@@ -407,13 +386,9 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
               f"the student, which is the one being trained, was put in eval mode. {_STUDENT_TRAIN_MODE} "
               "Call teacher.eval() before the teacher's forward pass, and leave the student as it is.")
     if moved:
-        _fail("The teacher ran in train mode: its BatchNorm running statistics changed "
-              f"({', '.join(moved[:2])}) and its dropout was active, so its soft targets were noisy. "
-              "Call teacher.eval() before its forward pass.")
+        _fail(_capital(catalogue.message("teacher_train_mode", moved=", ".join(moved[:2]))))
     if any(p.grad is not None for p in teacher.parameters()):
-        _fail("Gradients flowed into the teacher (its parameters have .grad): run the teacher's "
-              "forward pass under torch.no_grad() (or detach its logits). Besides wasting time, "
-              "the teacher would get updated by any optimizer that holds its parameters.")
+        _fail(_capital(catalogue.message("teacher_not_frozen")))
 
     # --- the student trains in train mode
     _check_student_mode(watch, student)
