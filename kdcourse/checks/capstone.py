@@ -14,20 +14,17 @@ import torch
 
 from ..capstone import paired_attention_loss as _reference
 from ..losses import attention_map
-from .features import (
-    _check_gradient,
-    _close,
-    _diagnose,
-    _error_text,
-    _explain,
-    _fmt,
-    _name,
-    _not_implemented,
-    _randn,
-    _scalar_output,
-    _try,
-    _Variant,
-)
+from .engine import Variant as _Variant
+from .engine import close as _close
+from .engine import diagnose as _diagnose
+from .engine import error_text as _error_text
+from .engine import explain as _explain
+from .engine import fmt as _fmt
+from .engine import name_of as _name
+from .engine import not_implemented as _not_implemented
+from .engine import randn as _randn
+from .engine import try_call as _try
+from .features import _check_gradient, _scalar_output
 
 __all__ = ["check_paired_attention_loss"]
 

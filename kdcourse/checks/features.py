@@ -12,10 +12,7 @@ The small helpers at the top are shared with :mod:`kdcourse.checks.relations`.
 
 from __future__ import annotations
 
-import os
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +21,18 @@ from torch import nn
 from .. import losses
 from ..distill import LossTerm
 from ..models import DigitsCNN, feature_extractor
+from .engine import Variant as _Variant
+from .engine import call as _call
+from .engine import close as _close
+from .engine import diagnose as _diagnose
+from .engine import error_text as _error_text
+from .engine import explain as _explain
+from .engine import fmt as _fmt
+from .engine import name_of as _name
+from .engine import not_implemented as _not_implemented
+from .engine import randn as _randn
+from .engine import tensor_output as _tensor_output
+from .engine import try_call as _try
 
 __all__ = [
     "check_make_regressor",
@@ -37,82 +46,6 @@ RTOL, ATOL = 1e-4, 1e-6
 
 
 # ------------------------------------------------------------------ shared helpers
-
-
-def _name(fn: Callable, default: str) -> str:
-    name = getattr(fn, "__name__", "")
-    return default if not name or name == "<lambda>" else name
-
-
-def _fmt(x) -> str:
-    """A short rendering of a tensor or number for messages."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dim() == 0:
-            return f"{float(x):.6g}"
-        if x.numel() > 8:
-            return f"a tensor of shape {tuple(x.shape)}"
-        return "[" + ", ".join(f"{float(v):.4g}" for v in x.flatten()) + "]"
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return repr(x)
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _not_implemented(name: str, error: Exception) -> AssertionError:
-    return AssertionError(
-        f"{name} is not implemented yet ({error}). Replace the `raise NotImplementedError` line with "
-        "your code, run that cell again, then run this check."
-    )
-
-
-def _try(fn: Callable, args: tuple):
-    """``(output, None)`` or ``(None, exception)``; inputs are cloned so the originals stay intact."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    clones = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-    try:
-        out = fn(*clones)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # reported to the learner by the caller
-        return None, error
-    for original, passed in zip(args, clones):
-        if isinstance(original, torch.Tensor) and not torch.equal(original, passed):
-            raise AssertionError(
-                f"{_name(fn, 'your function')} changed its input tensor in place (an in-place op such "
-                "as `x.pow_(2)`, `x /= n` or `x[...] = ...`). Compute new tensors instead: the caller's "
-                "features must stay as they were."
-            )
-    return out, None
-
-
-def _call(fn: Callable, name: str, args: tuple, shown: str, hint: Callable | None = None):
-    """Call the learner's function; turn an exception into a message that shows it (``hint(error)``
-    may add the likely cause and its fix)."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    try:
-        out, error = _try(fn, args)
-    except NotImplementedError as error:
-        raise _not_implemented(name, error) from None
-    if error is not None:
-        extra = hint(error) if hint is not None else None
-        raise AssertionError(_error_text(name, shown, error) + (f"\n{extra}" if extra else "")) from error
-    return out
-
-
-_OUTSIDE = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
-
-
-def _error_text(name: str, shown: str, error: Exception) -> str:
-    """The learner's error and the line that raised it: the deepest frame outside PyTorch and this
-    package, i.e. the learner's own code rather than torch's internals or a checker's."""
-    frames = traceback.extract_tb(error.__traceback__)
-    where = next((f for f in reversed(frames) if not f.filename.startswith(_OUTSIDE)), frames[-1])
-    return (f"{name}({shown}) raised {type(error).__name__}: {error}\n"
-            f"  (line {where.lineno}: {where.line})")
 
 
 def _same_shape_loss(loss: Callable) -> Callable:
@@ -157,36 +90,6 @@ def _regressor_hint(regressor, student_shape, teacher_shape=None, batch_sizes=()
     return None
 
 
-def _close(a, b) -> bool:
-    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
-        return False
-    a, b = a.detach().double(), b.detach().double()
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL))
-
-
-def _tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | None = None,
-                   shape_hints: dict | None = None) -> torch.Tensor:
-    """Type check (and, if given, shape check) of a returned tensor, with hints for usual slips."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    if not isinstance(out, torch.Tensor):
-        hint = ""
-        if isinstance(out, (float, int)):
-            hint = " Did you call `.item()` or `float(...)`? Return the tensor, so gradients can flow."
-        elif out is None:
-            hint = " Did you forget the `return` statement?"
-        elif type(out).__module__.startswith("numpy"):
-            hint = " Use torch operations and return a torch.Tensor (gradients cannot flow through NumPy)."
-        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
-    if expected_shape is not None and tuple(out.shape) != tuple(expected_shape):
-        hint = (shape_hints or {}).get(tuple(out.shape), "")
-        raise AssertionError(
-            f"{name}({shown}) returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}. {hint}".rstrip()
-        )
-    if not torch.isfinite(out).all():
-        raise AssertionError(f"{name}({shown}) returned NaN or infinite values: {_fmt(out)}.")
-    return out
-
-
 def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
     """A loss must be one number (a 0-d tensor)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
@@ -199,38 +102,6 @@ def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
             hint = " Return a 0-d tensor (e.g. `.mean()` or `.sum()`, or `.squeeze()`)."
         raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; a loss is one number.{hint}")
     return out
-
-
-@dataclass
-class _Variant:
-    """One hypothesis: its mistakes (empty = an accepted answer) and what it would return."""
-
-    mistakes: tuple[str, ...]
-    fn: Callable
-
-
-def _diagnose(outputs: Sequence, inputs: Sequence[tuple], variants: Sequence[_Variant]) -> list[_Variant]:
-    """The variants, fewest mistakes first, reproducing every output that is not ``None``."""
-    cases = [(o, a) for o, a in zip(outputs, inputs) if o is not None]
-    found: list[_Variant] = []
-    for variant in sorted(variants, key=lambda v: len(v.mistakes)):
-        if found and len(variant.mistakes) > len(found[0].mistakes):
-            break  # the simplest explanation wins
-        try:
-            if cases and all(_close(o, variant.fn(*a)) for o, a in cases):
-                found.append(variant)
-        except Exception:  # a hypothesis that cannot be computed on these inputs explains nothing
-            continue
-    return found
-
-
-def _explain(name: str, found: list[_Variant]) -> str | None:
-    if not found or not found[0].mistakes:
-        return None
-    mistakes = found[0].mistakes
-    if len(mistakes) == 1:
-        return f"{name}: {mistakes[0]}"
-    return "\n".join([f"{name} combines {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes])
 
 
 def _check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) -> None:

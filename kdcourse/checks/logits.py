@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from .. import losses
 from .. import mistakes as catalogue
+from . import engine
+from .engine import Variant as _Variant
+from .engine import diagnose as _diagnose
+from .engine import explain as _explain
+from .engine import fmt as _fmt
+from .engine import generic as _generic
+from .engine import name_of as _name
+from .engine import tensor_output as _tensor_output
 
 __all__ = [
     "check_softmax_with_temperature",
@@ -100,119 +105,24 @@ _DISTILL_INPUTS = [
 # ------------------------------------------------------------------ shared helpers
 
 
-def _name(fn: Callable, default: str) -> str:
-    return getattr(fn, "__name__", None) or default
-
-
-def _fmt(x) -> str:
-    """A short, readable rendering of a tensor / number for error messages."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dim() == 0:
-            return f"{float(x):.6g}"
-        if x.numel() > 12:
-            return f"tensor of shape {tuple(x.shape)}"
-        return "[" + ", ".join(_fmt(v) for v in x) + "]"
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return repr(x)
-
-
-def _learner_frame(error: BaseException) -> traceback.FrameSummary:
-    """The deepest frame of ``error``'s traceback outside PyTorch and this package: the learner's own
-    line rather than torch's internals (falls back on the deepest frame)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    inside = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
-    return next((f for f in reversed(frames) if not f.filename.startswith(inside)), frames[-1])
+_IN_PLACE = "e.g. `logits /= T`). Write `scaled = logits / T` instead: the caller's logits must stay as they were."
+_NUMPY_HINT = "Use torch operations (torch.softmax, torch.exp, ...) and return a torch.Tensor."
 
 
 def _call(fn: Callable, name: str, args: tuple, shown: str):
-    """Call the learner's function; turn an exception into a message that shows it."""
+    """The engine's call, with the in-place message of logits."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    clones = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-    try:
-        out = fn(*clones)
-    except NotImplementedError as error:
-        raise AssertionError(
-            f"{name} is not implemented yet ({error}). Replace the `raise NotImplementedError` "
-            "line with your code, run that cell again, then run this check."
-        ) from None
-    except Exception as error:  # show the learner their own error, with where it happened
-        where = _learner_frame(error)
-        raise AssertionError(
-            f"{name}({shown}) raised {type(error).__name__}: {error}\n"
-            f"  (line {where.lineno}: {where.line})"
-        ) from error
-    for original, passed in zip(args, clones):
-        if isinstance(original, torch.Tensor) and not torch.equal(original, passed):
-            raise AssertionError(
-                f"{name}({shown}) changed its input tensor in place (e.g. `logits /= T`). "
-                "Write `scaled = logits / T` instead: the caller's logits must stay as they were."
-            )
-    return out
+    return engine.call(fn, name, args, shown, in_place=_IN_PLACE)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    a, b = a.detach().double(), b.detach().double()
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
-
-
-@dataclass
-class _Variant:
-    """One hypothesis: a list of mistakes (empty = the reference) and a function computing it."""
-
-    mistakes: tuple[str, ...]
-    fn: Callable
-
-
-def _diagnose(outputs: Sequence[torch.Tensor], inputs: Sequence[tuple], variants: Sequence[_Variant]):
-    """The variants (fewest mistakes first) that reproduce every one of the learner's outputs."""
-    matches = []
-    for variant in sorted(variants, key=lambda v: len(v.mistakes)):
-        if matches and len(variant.mistakes) > len(matches[0].mistakes):
-            break  # the simplest explanation wins
-        try:
-            if all(_close(out, variant.fn(*args)) for out, args in zip(outputs, inputs)):
-                matches.append(variant)
-        except Exception:  # a hypothesis that cannot be computed on these inputs explains nothing
-            continue
-    return matches or None
-
-
-def _explain(name: str, found: list[_Variant] | None) -> str | None:
-    if not found:
-        return None
-    if len(found[0].mistakes) == 1:
-        return f"{name}: " + found[0].mistakes[0]
-    lines = [f"{name} combines {len(found[0].mistakes)} mistakes:"]
-    lines += [f"  - {m}" for m in found[0].mistakes]
-    return "\n".join(lines)
-
-
-def _generic(name: str, shown: str, expected: torch.Tensor, got: torch.Tensor) -> str:
-    text = f"{name}({shown}) returned {_fmt(got)}, expected {_fmt(expected)}."
-    if expected.dim() == 0 and got.dim() == 0 and float(got) != 0:
-        text += f" (ratio expected / got = {float(expected) / float(got):.4g})"
-    return text + " No classic mistake explains this; compare your code with the formula above."
+    return engine.close(a, b, RTOL, ATOL)
 
 
 def _check_output(name: str, shown: str, out, expected: torch.Tensor) -> torch.Tensor:
     """Type and shape checks for a function that returns one tensor shaped like its input."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    if not isinstance(out, torch.Tensor):
-        hint = ""
-        if isinstance(out, (float, int)):
-            hint = " Did you call `.item()` or `float(...)`? Return the tensor."
-        elif out is None:
-            hint = " Did you forget the `return` statement?"
-        elif type(out).__module__.startswith("numpy"):
-            hint = " Use torch operations (torch.softmax, torch.exp, ...) and return a torch.Tensor."
-        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
-    if out.shape != expected.shape:
-        raise AssertionError(
-            f"{name}({shown}) returned shape {tuple(out.shape)}, expected {tuple(expected.shape)}."
-        )
-    return out
+    return _tensor_output(name, shown, out, expected.shape, finite=False, numpy_hint=_NUMPY_HINT)
 
 
 # ------------------------------------------------------------------ softmax with temperature
@@ -468,13 +378,7 @@ def _quoted_case(outputs, expected, temperatures) -> int:
 
 def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    if not isinstance(out, torch.Tensor):
-        hint = ""
-        if isinstance(out, (float, int)):
-            hint = " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow."
-        elif out is None:
-            hint = " Did you forget the `return` statement?"
-        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+    out = _tensor_output(name, shown, out, finite=False)
     if out.shape != ():
         if out.dim() == 1 and out.shape[0] == batch:
             hint = (" That is one value per example: average over the batch (reduction=\"batchmean\": sum "

@@ -16,19 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .features import (
-    _call,
-    _check_gradient,
-    _close,
-    _diagnose,
-    _explain,
-    _fmt,
-    _name,
-    _randn,
-    _scalar_output,
-    _tensor_output,
-    _Variant,
-)
+from .engine import Variant as _Variant
+from .engine import call as _call
+from .engine import close as _close
+from .engine import diagnose as _diagnose
+from .engine import explain as _explain
+from .engine import fmt as _fmt
+from .engine import name_of as _name
+from .engine import randn as _randn
+from .engine import tensor_output as _tensor_output
+from .features import _check_gradient, _scalar_output
 
 __all__ = [
     "check_rkd_distance_loss",
