@@ -1,8 +1,12 @@
-"""Shared by the checker tests: which of the checkers' own frames a learner's traceback would show."""
+"""Shared by the checker tests: a checker's failure and its message (``fails_with``), and which of the
+checkers' own frames a learner's traceback would show (``shown_checker_frames``)."""
 
 from __future__ import annotations
 
 import os
+import re
+
+import pytest
 
 
 def shown_checker_frames(error: BaseException) -> list[str]:
@@ -20,3 +24,14 @@ def shown_checker_frames(error: BaseException) -> list[str]:
             tb = tb.tb_next
         error = error.__cause__ or error.__context__
     return names
+
+
+def fails_with(check, fn, *patterns):
+    """Run the checker on a wrong ``fn``; assert it raises and its message matches every pattern (regular
+    expressions, case-insensitive); return the message."""
+    with pytest.raises(AssertionError) as info:
+        check(fn)
+    message = str(info.value)
+    for pattern in patterns:
+        assert re.search(pattern, message, re.IGNORECASE | re.DOTALL), f"{pattern!r} not in:\n{message}"
+    return message

@@ -1,7 +1,6 @@
 """The feature checkers (lesson 05): the reference passes; each classic mistake is named."""
 
 import os
-import re
 import warnings
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from checker_frames import shown_checker_frames
+from checker_frames import fails_with, shown_checker_frames
 from kdcourse import losses
 from kdcourse.checks import (
     check_attention_map,
@@ -27,16 +26,6 @@ from kdcourse.distill import LossTerm, hint_term, make_regressor
 from kdcourse.models import feature_extractor
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a target size")
-
-
-def fails_with(check, fn, *patterns):
-    """Run the checker on a wrong ``fn``; assert it raises and its message matches every pattern."""
-    with pytest.raises(AssertionError) as info:
-        check(fn)
-    message = str(info.value)
-    for pattern in patterns:
-        assert re.search(pattern, message, re.IGNORECASE | re.DOTALL), f"{pattern!r} not in:\n{message}"
-    return message
 
 
 def spatial_guard(build):

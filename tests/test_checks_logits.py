@@ -1,13 +1,12 @@
 """The logit checkers (lessons 01-02): the reference passes; each classic mistake is named."""
 
-import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from checker_frames import shown_checker_frames
+from checker_frames import fails_with, shown_checker_frames
 from kdcourse import losses
 from kdcourse.checks import (
     check_distillation_loss,
@@ -17,16 +16,6 @@ from kdcourse.checks import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:reduction. .mean. divides")
-
-
-def fails_with(check, fn, *patterns):
-    """Run the checker on a wrong ``fn``; assert it raises and its message matches every pattern."""
-    with pytest.raises(AssertionError) as info:
-        check(fn)
-    message = str(info.value)
-    for pattern in patterns:
-        assert re.search(pattern, message, re.IGNORECASE | re.DOTALL), f"{pattern!r} not in:\n{message}"
-    return message
 
 
 # ------------------------------------------------------------------ softmax with temperature

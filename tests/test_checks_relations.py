@@ -1,11 +1,11 @@
 """The relation checkers (lesson 06): the reference passes; each classic mistake is named."""
 
-import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from checker_frames import fails_with
 from kdcourse import losses
 from kdcourse.checks import (
     check_rkd_angle_loss,
@@ -15,17 +15,6 @@ from kdcourse.checks import (
     check_similarity_preserving_loss,
 )
 from rkd_reference import repdistiller_rkd_distance
-
-
-def fails_with(check, fn, *patterns):
-    """Run the checker on a wrong ``fn``; assert it raises and its message matches every pattern."""
-    with pytest.raises(AssertionError) as info:
-        check(fn)
-    message = str(info.value)
-    for pattern in patterns:
-        assert re.search(pattern, message, re.IGNORECASE | re.DOTALL), f"{pattern!r} not in:\n{message}"
-    return message
-
 
 # ------------------------------------------------------------------ RKD distance
 
