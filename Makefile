@@ -25,7 +25,7 @@ help:
 	@echo "make results       the comparison table on the digits data -> results/digits.json"
 	@echo "make book          the course site (README + solutions as stored) -> $(BOOK_OUT)/index.html"
 	@echo "make test-browser  browser tests (tests/browser)"
-	@echo "make clean         remove Python, pytest and Jupyter caches"
+	@echo "make clean         remove Python, pytest, ruff and Jupyter caches and the built site"
 
 venv: $(STAMP)
 
@@ -90,6 +90,6 @@ test-browser: venv
 	$(BIN)/python -m pytest tests/browser -v -rs --durations=5
 
 clean:
-	rm -rf .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf .pytest_cache .ruff_cache .hypothesis build dist *.egg-info book/_build
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) \
 		-type d -prune -exec rm -rf {} +
