@@ -27,6 +27,7 @@ def test_every_lesson_is_here():
     assert len(LESSONS) >= 12, LESSONS
 
 
+@pytest.mark.timeout(2400)  # alone, without the solutions' trainings to put back, a lesson takes minutes
 @pytest.mark.parametrize("name", LESSONS)
 def test_the_unsolved_lesson_runs_to_its_end(name):
     """The exercise notebook, every exercise skipped, runs top to bottom and says, for each checked
