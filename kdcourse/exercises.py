@@ -9,6 +9,9 @@ code cell of a solution notebook:
       # YOUR CODE HERE
       raise NotImplementedError("Exercise: <hint>")
 
+- a region that is one assignment of a string (``diagnosis_a = "mean_reduction"``, an answer to
+  write rather than code) becomes ``# YOUR ANSWER HERE: <hint>`` and ``diagnosis_a = ...``: its
+  checker reads ``...`` as not answered yet and lets the lesson go on;
 - a cell whose first line is ``# SOLUTION CELL [hint]``, or a cell tagged ``solution``, becomes
   just that stub;
 - nbval marker comments (``# NBVAL_CHECK_OUTPUT``, ...) and ``nbval-*`` tags are removed: only
@@ -44,6 +47,7 @@ END = re.compile(r"^\s*### END SOLUTION\b")
 SOLUTION_CELL = re.compile(r"^\s*# SOLUTION CELL\b(?P<hint>.*)$")
 SOLUTION_TAG = "solution"
 ANSWER_KEY_TAG = "answer-key"  # a cell for the solutions only: dropped from the lesson
+STRING_ANSWER = re.compile(r"""^\s*(?P<name>[A-Za-z_]\w*) = (?:"[^"]*"|'[^']*')\s*$""")  # an answer, not code
 NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 DEFAULT_HINT = "replace this line with your code"
 SOLUTION_GLOB = "[0-9][0-9]*_*.ipynb"  # 08_..., 08b_...
@@ -55,10 +59,21 @@ def _stub(indent: str, hint: str) -> list[str]:
     return [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({message})"]
 
 
+def _answer_stub(indent: str, hint: str, name: str) -> list[str]:
+    """The lines that replace a written answer (``name = "..."``): ``name = ...``, which the checker reads as
+    not answered yet, so the lesson goes on (a raise would stop it)."""
+    return [f"{indent}# YOUR ANSWER HERE: {hint.strip(' :') or DEFAULT_HINT}",
+            f"{indent}{name} = ...  # replace ... with your answer, a string"]
+
+
 def _strip_source(source: str, where: str) -> str:
-    """Replace the solution regions of one code cell's source and drop nbval marker lines."""
+    """Replace the solution regions of one code cell's source and drop nbval marker lines.
+
+    A region that is one assignment of a string (``diagnosis_a = "mean_reduction"``) is an answer to
+    write, not code: its stub assigns ``...`` instead of raising (:func:`_answer_stub`)."""
     out: list[str] = []
     opened = None  # line number of the BEGIN marker of the region being skipped
+    region: list[str] = []
     for number, line in enumerate(source.split("\n"), start=1):
         begin = BEGIN.match(line)
         if begin:
@@ -67,15 +82,19 @@ def _strip_source(source: str, where: str) -> str:
                     f"{where}: '### BEGIN SOLUTION' on line {number} inside the region "
                     f"opened on line {opened} (regions cannot nest)"
                 )
-            opened = number
-            out.extend(_stub(begin["indent"], begin["hint"]))
+            opened, region, start = number, [], begin
         elif END.match(line):
             if opened is None:
                 raise ValueError(
                     f"{where}: '### END SOLUTION' on line {number} has no '### BEGIN SOLUTION'"
                 )
+            answer = STRING_ANSWER.match(region[0]) if len(region) == 1 else None
+            out.extend(_answer_stub(start["indent"], start["hint"], answer["name"]) if answer
+                       else _stub(start["indent"], start["hint"]))
             opened = None
-        elif opened is None and not NBVAL_MARKER.match(line):
+        elif opened is not None:
+            region.append(line)
+        elif not NBVAL_MARKER.match(line):
             out.append(line)
     if opened is not None:
         raise ValueError(

@@ -20,7 +20,8 @@ variable it checks. Its result is
 - ``fail: <message>``: the checker raised an ``AssertionError``; the message is its first line,
   which names the mistake ("kd_loss: the soft term is off by a factor T^2 ...");
 - ``not done``: the exercise is still the stub (the checker then lets the lesson go on with the
-  package's reference and says so), or it raises the stub's ``NotImplementedError``;
+  package's reference and says so; an answer left as ``...`` is said to be not answered yet), or it
+  raises the stub's ``NotImplementedError``;
 - ``timeout``: the notebook ran out of time before this check finished;
 - ``error: <message>``: anything else (the cell raised another error, the kernel died).
 
@@ -54,7 +55,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .checks.fallback import SKIPPED  # how a checker words a stub it replaced with the reference
+from .checks.fallback import SKIPPED, UNANSWERED  # how a checker words a stub it replaced / an answer left out
 
 __all__ = ["Exercise", "NotebookGrade", "add_arguments", "find_exercises", "format_table", "grade",
            "grade_notebook", "run", "to_json"]
@@ -212,9 +213,11 @@ def _judge(exercise: Exercise, error: dict | None, nb, since: int) -> None:
         skipped = f"{exercise.exercise} {SKIPPED}"
         said = "".join(o.get("text", "") for o in nb.cells[exercise.cell - 1].get("outputs", [])
                        if o.get("output_type") == "stream")
-        exercise.result = "not done" if skipped in said else "pass"
-        if skipped in said:
-            exercise.details = next(line for line in said.splitlines() if skipped in line)
+        unanswered = f" {UNANSWERED}"  # a diagnosis left as ... (its checker names the mystery, not the variable)
+        left = next((line for line in said.splitlines() if skipped in line or unanswered in line), None)
+        exercise.result = "not done" if left else "pass"
+        if left:
+            exercise.details = left
         return
     name, value = error.get("ename", "Error"), ANSI.sub("", error.get("evalue", ""))
     exercise.details = f"{name}: {value}" if value else name

@@ -232,3 +232,23 @@ def test_main_reports_unbalanced_markers(tmp_path, capsys):
 
 def test_missing_solutions_folder_gives_no_lessons(tmp_path):
     assert expected_lessons(tmp_path / "nowhere") == {}
+
+
+def test_an_answer_to_write_becomes_an_ellipsis_not_a_raise():
+    """A region that is one string assignment (lesson 07's diagnosis) is an answer: its stub is `name = ...`,
+    which check_diagnosis reads as not answered yet, so the unsolved lesson goes on."""
+    from kdcourse.exercises import _strip_source
+
+    source = '### BEGIN SOLUTION name the pitfall\ndiagnosis_a = "mean_reduction"\n### END SOLUTION'
+    assert _strip_source(source, "test") == ("# YOUR ANSWER HERE: name the pitfall\n"
+                                             "diagnosis_a = ...  # replace ... with your answer, a string")
+    code = '### BEGIN SOLUTION write it\nx = "a" + "b"\n### END SOLUTION'  # code, not a string literal
+    assert "raise NotImplementedError" in _strip_source(code, "test")
+
+
+def test_an_unanswered_diagnosis_is_said_and_the_lesson_goes_on(capsys):
+    from kdcourse.checks import check_diagnosis
+
+    check_diagnosis("mystery_a", ...)
+    out = capsys.readouterr().out
+    assert "mystery_a is not answered yet" in out and "mean_reduction" not in out.split("(one of")[0]

@@ -17,9 +17,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SKIPPED", "is_stub", "with_fallback", "reference_kd_training_step", "reference_accuracy"]
+__all__ = ["SKIPPED", "UNANSWERED", "is_stub", "with_fallback", "reference_kd_training_step", "reference_accuracy"]
 
 SKIPPED = "is not written yet: the rest of this lesson uses"  # what a checker says of a stub (the grader reads it)
+UNANSWERED = "is not answered yet"  # what a checker says of an answer left as `...` (the grader reads it too)
 
 
 def is_stub(fn) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..mistakes import resolve
 from ..pitfalls import _MYSTERY_BUGS, MYSTERIES, PITFALLS
+from .fallback import UNANSWERED
 
 __all__ = ["check_diagnosis"]
 
@@ -66,10 +67,15 @@ _GENERAL = {
 def check_diagnosis(mystery: str, answer: str) -> None:
     """Check a diagnosis: ``answer`` names the pitfall (one of ``PITFALLS``) behind ``mystery``.
 
-    Prints why the symptoms fit when right; raises ``AssertionError`` with a hint when wrong.
+    Prints why the symptoms fit when right; raises ``AssertionError`` with a hint when wrong. The
+    lesson's stub, ``...``, is not answered yet: said once, and the lesson goes on.
     """
     if mystery not in MYSTERIES:
         raise ValueError(f"unknown mystery {mystery!r}; choose one of {list(MYSTERIES)}")
+    if answer is ...:  # the lesson's stub: not answered yet, and nothing below depends on it
+        print(f"⚠ {mystery} {UNANSWERED}: write the name of its pitfall (one of {', '.join(PITFALLS)}) in "
+              "place of ... and run both cells again. The lesson goes on without it; section 4 reveals the answers.")
+        return
     if not isinstance(answer, str) or not answer.strip():
         raise AssertionError(
             f"Write your diagnosis as a string, one of: {', '.join(PITFALLS)} "

@@ -46,4 +46,6 @@ def test_the_unsolved_lesson_runs_to_its_end(name):
                    if o.get("output_type") == "stream")
     checked = re.findall(r"^check_\w+\((\w+)\)", "\n".join(c.source for c in nb.cells if c.cell_type == "code"), re.M)
     missing = [f for f in checked if f"{f} is not written yet" not in said]
+    answers = re.findall(r'^check_diagnosis\("(\w+)"', "\n".join(c.source for c in nb.cells if c.cell_type == "code"), re.M)
+    missing += [m for m in answers if f"{m} is not answered yet" not in said]
     assert not missing, f"{name}: no 'not written yet' message for {missing}"
