@@ -18,6 +18,7 @@ Methods: ``baseline``, ``kd``, ``hint``, ``at``, ``rkd``, ``sp``, ``dkd`` and su
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -392,9 +393,15 @@ class Distiller(nn.Module):
             return dict(self._teacher_features(x))
         return {"logits": self.teacher(x)}
 
-    def compute_loss(self, x: torch.Tensor, y: torch.Tensor,
-                     teacher_out: Outputs | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        """The weighted total, each term's unweighted value (for the history) and the student logits."""
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor, teacher_out: Outputs | None = None, *,
+                     floats: bool = True) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """The weighted total, each term's unweighted value (for the history) and the student logits.
+
+        The values come back as Python floats, for a look at one batch. ``floats=False`` keeps
+        each one a detached 0-d tensor on the device instead: reading a float waits for the device
+        to finish the step, so :func:`train` asks for tensors, adds them up on the device and reads
+        the sums once per epoch.
+        """
         s = self.student_outputs(x)
         t = None
         if self.needs_teacher:
@@ -406,8 +413,14 @@ class Distiller(nn.Module):
                 continue
             value = term.fn(s, t, y)
             total = total + term.weight_at(self.epoch) * value
-            parts[term.name] = float(value.detach())
+            parts[term.name] = float(value.detach()) if floats else value.detach()
         return total, parts, s["logits"]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor,
+                teacher_out: Outputs | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """One training step's losses: :meth:`compute_loss` with its parts as tensors (what
+        :func:`train` calls)."""
+        return self.compute_loss(x, y, teacher_out, floats=False)
 
 
 @torch.no_grad()
@@ -446,6 +459,56 @@ def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 1024) -> f
     """Accuracy (in [0, 1]) of ``model`` on a ``TensorDataset``."""
     x, y = tensors(data)
     return float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
+
+
+class _EpochSums:
+    """One epoch's running sums, kept on the device: the loss and each part times the batch size,
+    the correct and the labelled counts.
+
+    :meth:`add` queues a few additions and waits for nothing (no host sync per step; on a GPU the
+    CPU runs ahead, queueing the next steps); :meth:`read` brings everything to Python in one
+    transfer. In float64 (float32 on Apple's MPS, which has no float64), so the sums are the ones
+    Python's floats gave, step by step.
+    """
+
+    def __init__(self, device: torch.device, part_names: Sequence[str]):
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.loss = torch.zeros((), dtype=self.dtype, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.labeled = torch.zeros((), dtype=torch.int64, device=device)
+        self.parts = {name: torch.zeros((), dtype=self.dtype, device=device) for name in part_names}
+
+    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor], logits: torch.Tensor, y: torch.Tensor,
+            n: int) -> None:
+        self.loss += loss.detach().to(self.dtype) * n
+        has_label = y != UNLABELED
+        self.correct += ((logits.detach().argmax(1) == y) & has_label).sum()
+        self.labeled += has_label.sum()
+        for name, value in parts.items():
+            self.parts[name] += value.to(self.dtype) * n
+
+    def read(self) -> tuple[float, int, int, dict[str, float]]:
+        """(loss sum, correct, labelled, {part: sum}) as Python numbers."""
+        values = torch.stack([self.loss, self.correct.to(self.dtype), self.labeled.to(self.dtype),
+                              *self.parts.values()])
+        loss, correct, labeled, *parts = values.tolist()
+        return loss, int(correct), int(labeled), dict(zip(self.parts, parts))
+
+
+def _check_every_step(device: torch.device) -> bool:
+    """Whether :func:`train` checks every step's loss for NaN / inf, or once per epoch.
+
+    Every step where that costs nothing: on the CPU, where a tensor's value is already there, so
+    training stops at the step that diverged. On a GPU reading the value would make the CPU wait
+    for the step to finish; there the check is once per epoch, on the epoch's loss sum, which a
+    non-finite step leaves non-finite (inf + x = inf, nan + x = nan).
+    """
+    return device.type == "cpu"
+
+
+def _diverged(value: float, epoch: int, per_epoch: bool) -> FloatingPointError:
+    where = f"in epoch {epoch} (its mean over the epoch)" if per_epoch else f"at a step of epoch {epoch}"
+    return FloatingPointError(f"the loss became {value} {where}: lower the learning rate or the term weights")
 
 
 # ------------------------------------------------------------------ training
@@ -587,6 +650,8 @@ def train(
             raise ValueError(f"teacher_cache does not match this training set / method (missing {missing or 'rows'})")
         history.teacher_seconds = time.perf_counter() - start
 
+    check_each_step = _check_every_step(dev)
+    part_names = list(dict.fromkeys(t.name for t in distiller.terms if t.weight != 0))
     generator = torch.Generator().manual_seed(seed)
     view_generator = torch.Generator().manual_seed(seed + 1_000_003) if teacher_views is not None else None
     bar = tqdm(range(epochs), desc=name if teacher is not None else "training", disable=not progress_enabled(progress), leave=False)
@@ -595,7 +660,7 @@ def train(
         distiller.epoch = epoch + 1
         distiller.train()
         order = torch.randperm(len(y_train), generator=generator)
-        total, correct, labeled, sums = 0.0, 0, 0, {}
+        sums = _EpochSums(dev, part_names)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
@@ -607,28 +672,22 @@ def train(
                 xb = teacher_views.inputs(xb, view_ids)
                 if distiller.needs_teacher:
                     t_out = {k: v.to(dev) for k, v in teacher_views.targets(idx, view_ids).items()}
-            loss, parts, logits = distiller.compute_loss(xb, yb, t_out)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the loss became {float(loss.detach())} at epoch {len(history.train_loss) + 1}: "
-                    "lower the learning rate or the term weights"
-                )
+            loss, parts, logits = distiller(xb, yb, t_out)
+            if check_each_step and not torch.isfinite(loss):
+                raise _diverged(float(loss.detach()), epoch + 1, per_epoch=False)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if scheduler is not None:
                 scheduler.step()
-            n = len(idx)
-            total += float(loss.detach()) * n
-            has_label = yb != UNLABELED
-            correct += int((logits.detach().argmax(1) == yb)[has_label].sum())
-            labeled += int(has_label.sum())
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v * n
+            sums.add(loss, parts, logits, yb, len(idx))
+        total, correct, labeled, part_sums = sums.read()  # the epoch's one read from the device
+        if not math.isfinite(total):
+            raise _diverged(total / len(y_train), epoch + 1, per_epoch=True)
         history.epoch_seconds.append(time.perf_counter() - start)
         history.train_loss.append(total / len(y_train))
         history.train_acc.append(correct / labeled if labeled else float("nan"))
-        for k, v in sums.items():
+        for k, v in part_sums.items():
             history.parts.setdefault(k, []).append(v / len(y_train))
         if val_data is not None:
             history.val_acc.append(evaluate(student, val_data))

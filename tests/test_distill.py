@@ -162,6 +162,108 @@ def test_diverging_training_is_reported(digits):
               progress=False)
 
 
+def test_divergence_off_the_cpu_is_reported_at_the_end_of_its_epoch(digits, monkeypatch):
+    """On a GPU (or under torchrun) the loss is checked once per epoch, on its sum: still an error."""
+    import kdcourse.distill as distill
+
+    _, small = digits
+    monkeypatch.setattr(distill, "_check_every_step", lambda device: False)
+
+    def explode(s, t, y):
+        return s["logits"].sum() * float("inf")
+
+    with pytest.raises(FloatingPointError, match=r"in epoch 1 \(its mean over the epoch\): lower the learning rate"):
+        train(fresh_student(), small, terms=[LossTerm("bad", 1.0, explode, needs_teacher=False)], epochs=2,
+              progress=False)
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    """Every read of a tensor's value into Python (item, tolist, float, int, bool) made by kdcourse's code."""
+    import os
+    import sys
+
+    import kdcourse
+
+    package = os.path.dirname(kdcourse.__file__)
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, _original=original, **kwargs):
+            frame = sys._getframe(1)
+            if frame.f_code.co_filename.startswith(package):
+                reads.append(f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+    return reads
+
+
+def test_training_reads_no_tensor_value_per_step(digits, teacher, monkeypatch):
+    """With the GPU's per-epoch check, train() reads the device a fixed number of times per epoch
+    however many steps it takes (no host sync per step). The terms are plain PyTorch losses:
+    labeled_cross_entropy and the input checks of kdcourse.losses still read values per step."""
+    import torch.nn.functional as F
+
+    import kdcourse.distill as distill
+
+    _, small = digits
+    cache = teacher_outputs(teacher, small.tensors[0])
+    terms = [LossTerm("ce", 0.5, lambda s, t, y: F.cross_entropy(s["logits"], y)),
+             LossTerm("soft", 0.5, lambda s, t, y: F.mse_loss(s["logits"], t["logits"]))]
+    monkeypatch.setattr(distill, "_check_every_step", lambda device: False)
+    reads = _count_reads(monkeypatch)
+    counts = []
+    for batch_size in (8, 100):  # 25 and 2 steps per epoch
+        reads.clear()
+        train(fresh_student(), small, teacher=teacher, terms=terms, epochs=2, batch_size=batch_size,
+              teacher_cache=cache, progress=False)
+        counts.append(len(reads))
+    assert counts[0] == counts[1] <= 2 * 2, reads  # at most two reads per epoch, whatever the steps
+
+
+def test_history_holds_the_means_that_per_step_floats_give(digits, teacher):
+    """The epoch's sums stay on the device now; they must be the numbers the old loop made by
+    reading every step's values as Python floats (recorded here inside the terms)."""
+    _, small = digits
+    steps: list[dict] = []
+
+    def ce(s, t, y):
+        value = torch.nn.functional.cross_entropy(s["logits"], y)
+        steps.append({"n": len(y), "ce": float(value.detach()), "correct": int((s["logits"].argmax(1) == y).sum())})
+        return value
+
+    def kd(s, t, y):
+        value = kd_loss(s["logits"], t["logits"], 4.0)
+        steps[-1]["kd"] = float(value.detach())
+        return value
+
+    terms = [LossTerm("ce", 0.1, ce, needs_teacher=False), LossTerm("kd", 0.9, kd)]
+    h = train(fresh_student(), small, teacher=teacher, terms=terms, epochs=3, batch_size=48, seed=2,
+              progress=False)
+    per_epoch = -(-len(small) // 48)
+    assert len(steps) == 3 * per_epoch
+    for epoch in range(3):
+        rows = steps[epoch * per_epoch:(epoch + 1) * per_epoch]
+        for part in ("ce", "kd"):  # the same float64 sums of float32 values
+            assert h.parts[part][epoch] == pytest.approx(sum(r[part] * r["n"] for r in rows) / len(small), rel=1e-12)
+        total = sum((0.1 * r["ce"] + 0.9 * r["kd"]) * r["n"] for r in rows) / len(small)
+        assert h.train_loss[epoch] == pytest.approx(total, rel=1e-6)  # the float32 total vs its float64 remake
+        assert h.train_acc[epoch] == sum(r["correct"] for r in rows) / len(small)
+
+
+def test_compute_loss_gives_floats_or_device_tensors():
+    torch.manual_seed(0)
+    student, teacher = MLP(64, (8,)), MLP(64, (16,))
+    distiller = Distiller(student, teacher, method_terms("kd", student=student, teacher=teacher))
+    x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
+    total, floats, _ = distiller.compute_loss(x, y)
+    _, tensors, _ = distiller(x, y)  # what train() calls: compute_loss(..., floats=False)
+    assert all(type(v) is float for v in floats.values())
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in tensors.values())
+    assert {k: float(v) for k, v in tensors.items()} == floats
+
+
 def test_dkd_warmup_ramps_the_weight_like_mdistiller():
     from kdcourse.distill import LossTerm
 
