@@ -1,5 +1,10 @@
 """Command line: ``python -m kdcourse compare ...``, ``methods``, ``cache-benchmark``, ``grade NOTEBOOK...``
-(:mod:`kdcourse.grade`) and ``nbgrader-export OUTDIR`` (:mod:`kdcourse.nbgrader_export`)."""
+(:mod:`kdcourse.grade`) and ``nbgrader-export OUTDIR`` (:mod:`kdcourse.nbgrader_export`).
+
+``compare`` also runs under ``torchrun --nproc_per_node=N -m kdcourse compare ...``: every training
+is then data-parallel over the N processes (:mod:`kdcourse.parallel`) and rank 0 alone prints the
+table and writes the JSON.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import argparse
 import json
 import sys
 
-from . import grade, nbgrader_export
+from . import grade, nbgrader_export, parallel
 from .distill import METHODS
 
 
@@ -31,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--pool", choices=["train", "held-out"], default="train",
                      help="with --labeled on cifar10: unlabelled images from the training set (the teacher trained "
                           "on them) or held-out test images it never saw (never used for testing)")
-    cmp.add_argument("--epochs", type=int, default=None, help="with --labeled: epochs of pseudo / kd")
+    cmp.add_argument("--epochs", type=int, default=None,
+                     help="digits: every student's epochs (default 60, the course's regime); with --labeled: "
+                          "epochs of pseudo / kd")
     cmp.add_argument("--baseline-epochs", type=int, default=None,
                      help="with --labeled: epochs of the label-only baseline")
     cmp.add_argument("--student-widths", default=None, metavar="A,B,C",
@@ -72,36 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "nbgrader-export":
         return nbgrader_export.main(args)
     if args.command == "compare":
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        threads = args.threads or (1 if args.dataset == "digits" else None)
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
         try:
-            if args.labeled is not None:
-                results = _transfer(args, methods)
-                from .compare import format_table, to_json
-            elif args.dataset == "digits":
-                from .compare import compare, format_table, to_json
-
-                results = compare(methods, seeds=args.seeds, progress=not args.quiet)
-            else:
-                from .capstone import compare_cifar10, format_table, to_json
-
-                results = compare_cifar10(methods, seeds=args.seeds, progress=not args.quiet)
-        except (ValueError, RuntimeError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(format_table(results))
-        for method, r in results.items():
-            if "vs_baseline" in r:  # transfer-set studies: the paired per-seed differences
-                diffs = ", ".join(f"{100 * d:+.1f}" for d in r["vs_baseline"]["runs"])
-                print(f"{method} - baseline per seed: {diffs} points "
-                      f"(mean {100 * r['vs_baseline']['mean']:+.1f} +- {100 * r['vs_baseline']['std']:.1f})")
-        if args.json:
-            to_json(results, args.json)
-            print(f"wrote {args.json}")
+            return _compare(args)
+        finally:
+            parallel.teardown()
     elif args.command == "cache-benchmark":
         if args.augment != (args.dataset == "cifar10"):
             parser.error("cache-benchmark --augment goes with --dataset cifar10 (the digits benchmark is "
@@ -136,7 +117,54 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _transfer(args, methods: list[str]) -> dict:
+def _compare(args) -> int:
+    """``compare``: the table (and ``--json``); under torchrun every process trains, rank 0 reports."""
+    parallel.init_from_env()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    threads = args.threads or (1 if args.dataset == "digits" else None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    progress = not args.quiet and parallel.is_main()
+    try:
+        if args.labeled is not None:
+            results = _transfer(args, methods, progress)
+            from .compare import format_table, to_json
+        elif args.dataset == "digits":
+            from dataclasses import replace
+
+            from .compare import DIGITS_REGIME, compare, format_table, to_json
+
+            regime = DIGITS_REGIME if args.epochs is None else replace(DIGITS_REGIME, epochs=args.epochs)
+            results = compare(methods, seeds=args.seeds, regime=regime, progress=progress)
+        else:
+            if args.epochs is not None:
+                raise ValueError("--epochs goes with --dataset digits or --labeled; the CIFAR-10 comparison's "
+                                 "epochs come from the profile (KDCOURSE_PROFILE)")
+            from .capstone import compare_cifar10, format_table, to_json
+
+            results = compare_cifar10(methods, seeds=args.seeds, progress=progress)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        where = f"rank {parallel.rank()}: " if parallel.world_size() > 1 else ""
+        print(f"error: {where}{err}", file=sys.stderr)
+        return 2
+    if parallel.world_size() > 1:
+        parallel.print0(f"(trained data-parallel on {parallel.world_size()} processes, "
+                        f"backend {parallel.backend()}: kdcourse.parallel)")
+    parallel.print0(format_table(results))
+    for method, r in results.items():
+        if "vs_baseline" in r:  # transfer-set studies: the paired per-seed differences
+            diffs = ", ".join(f"{100 * d:+.1f}" for d in r["vs_baseline"]["runs"])
+            parallel.print0(f"{method} - baseline per seed: {diffs} points "
+                            f"(mean {100 * r['vs_baseline']['mean']:+.1f} +- {100 * r['vs_baseline']['std']:.1f})")
+    if args.json and parallel.is_main():
+        to_json(results, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _transfer(args, methods: list[str], progress: bool) -> dict:
     from dataclasses import replace
 
     from .transfer import DIGITS_TRANSFER, FULL, cifar10_transfer_study, digits_transfer_study
@@ -159,13 +187,13 @@ def _transfer(args, methods: list[str]) -> dict:
             raise ValueError(f"--student-widths takes three positive integers like 16,32,64, got {args.student_widths!r}")
         changes["student_widths"] = widths
     reg = replace(base, **changes)
-    print(f"transfer set: {reg.describe()}")
+    parallel.print0(f"transfer set: {reg.describe()}")
     if args.dataset == "digits":
         if args.teacher != "strong":
             raise ValueError("--teacher weak is a CIFAR-10 teacher; the digits have one teacher")
-        study = digits_transfer_study(reg, methods, seeds=args.seeds, progress=not args.quiet)
+        study = digits_transfer_study(reg, methods, seeds=args.seeds, progress=progress)
     else:
-        study = cifar10_transfer_study(reg, methods, seeds=args.seeds, progress=not args.quiet, teacher=args.teacher)
+        study = cifar10_transfer_study(reg, methods, seeds=args.seeds, progress=progress, teacher=args.teacher)
     return study.results
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import losses, memo
+from . import losses, memo, parallel
 from .config import device as default_device
 from .config import progress_enabled
 from .data import tensors
@@ -418,8 +418,11 @@ class Distiller(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor,
                 teacher_out: Outputs | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """One training step's losses: :meth:`compute_loss` with its parts as tensors (what
-        :func:`train` calls)."""
+        """One training step's losses: :meth:`compute_loss` with its parts as tensors.
+
+        :func:`train` calls the distiller itself (this method), so that under torchrun
+        ``DistributedDataParallel`` can wrap it and average the gradients of the backward pass.
+        """
         return self.compute_loss(x, y, teacher_out, floats=False)
 
 
@@ -461,14 +464,29 @@ def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 1024) -> f
     return float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
 
 
+def _accuracy_shared(model: nn.Module, data: TensorDataset, device: torch.device) -> float:
+    """:func:`evaluate`, with the rows split between the ranks under torchrun and the counts added.
+
+    Every rank gets the same number (the counts are summed, then divided as :func:`evaluate`
+    divides: in float32). One process: :func:`evaluate` itself.
+    """
+    if parallel.world_size() == 1:
+        return evaluate(model, data)
+    x, y = tensors(data)
+    lo, hi = parallel.shard_bounds(len(y))
+    correct = (predict_logits(model, x[lo:hi]).argmax(1) == y[lo:hi]).sum() if hi > lo else torch.zeros(())
+    total = parallel.sum_over_ranks(correct.to(device=device, dtype=torch.float64).reshape(1))
+    return float(torch.tensor(total.item(), dtype=torch.float32) / len(y))
+
+
 class _EpochSums:
     """One epoch's running sums, kept on the device: the loss and each part times the batch size,
     the correct and the labelled counts.
 
     :meth:`add` queues a few additions and waits for nothing (no host sync per step; on a GPU the
     CPU runs ahead, queueing the next steps); :meth:`read` brings everything to Python in one
-    transfer. In float64 (float32 on Apple's MPS, which has no float64), so the sums are the ones
-    Python's floats gave, step by step.
+    transfer, summed over the ranks under torchrun. In float64 (float32 on Apple's MPS, which has no
+    float64), so the sums are the ones Python's floats gave, step by step.
     """
 
     def __init__(self, device: torch.device, part_names: Sequence[str]):
@@ -488,22 +506,23 @@ class _EpochSums:
             self.parts[name] += value.to(self.dtype) * n
 
     def read(self) -> tuple[float, int, int, dict[str, float]]:
-        """(loss sum, correct, labelled, {part: sum}) as Python numbers."""
+        """(loss sum, correct, labelled, {part: sum}) as Python numbers, over every rank."""
         values = torch.stack([self.loss, self.correct.to(self.dtype), self.labeled.to(self.dtype),
                               *self.parts.values()])
-        loss, correct, labeled, *parts = values.tolist()
+        loss, correct, labeled, *parts = parallel.sum_over_ranks(values).tolist()
         return loss, int(correct), int(labeled), dict(zip(self.parts, parts))
 
 
 def _check_every_step(device: torch.device) -> bool:
     """Whether :func:`train` checks every step's loss for NaN / inf, or once per epoch.
 
-    Every step where that costs nothing: on the CPU, where a tensor's value is already there, so
-    training stops at the step that diverged. On a GPU reading the value would make the CPU wait
-    for the step to finish; there the check is once per epoch, on the epoch's loss sum, which a
-    non-finite step leaves non-finite (inf + x = inf, nan + x = nan).
+    Every step where that costs nothing: one process on the CPU, where a tensor's value is already
+    there, so training stops at the step that diverged. On a GPU reading the value would make the
+    CPU wait for the step to finish, and under torchrun one rank stopping alone would leave the
+    others waiting for it forever; there the check is once per epoch, on the epoch's loss sum (over
+    every rank), which a non-finite step leaves non-finite (inf + x = inf, nan + x = nan).
     """
-    return device.type == "cpu"
+    return device.type == "cpu" and parallel.world_size() == 1
 
 
 def _diverged(value: float, epoch: int, per_epoch: bool) -> FloatingPointError:
@@ -591,6 +610,10 @@ def train(
       each batch only (:func:`labeled_cross_entropy`; 0 when a batch has none), the teacher
       terms over all rows; ``History.train_acc`` counts labelled rows only. The loss and its
       parts in the history are per-example means over the epoch.
+    - Under ``torchrun --nproc_per_node=N`` (a process group, :func:`kdcourse.parallel.init_from_env`)
+      it trains data-parallel: each rank takes its slice of every global batch of ``batch_size``
+      examples, ``DistributedDataParallel`` averages the gradients, and every rank's history and
+      weights agree (what differs from one process: :mod:`kdcourse.parallel`).
     """
     from tqdm.auto import tqdm
 
@@ -598,6 +621,7 @@ def train(
         raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
     dev = torch.device(device or default_device())
     x_train, y_train = tensors(train_data)
+    world = parallel.world_size()
     seed_everything(seed)
     student.to(dev)
     if teacher is not None:
@@ -622,7 +646,9 @@ def train(
                              f"the training set has {len(y_train)}: build it from this training set's inputs")
     memo_key = _memo_key(student, train_data, teacher, name, distiller, val_data, epochs, batch_size, lr,
                          weight_decay, optimizer, cosine, seed, augment, cache_teacher, teacher_cache,
-                         teacher_views, dev)
+                         teacher_views, dev) if world == 1 else None
+    # (under torchrun no memo: its key does not hold the number of processes, whose runs differ
+    # from one process's, and N processes would write one entry)
     if memo_key is not None:
         record = memo.load(memo_key, {"student": student, "terms": distiller.extra})
         if record is not None:  # this very run finished before: its end state is back in place
@@ -650,48 +676,79 @@ def train(
             raise ValueError(f"teacher_cache does not match this training set / method (missing {missing or 'rows'})")
         history.teacher_seconds = time.perf_counter() - start
 
+    if world > 1:
+        parallel.check_same_on_every_rank({
+            "training examples": len(y_train), "sum of the inputs": float(x_train.double().sum()),
+            "sum of the labels": float(y_train.sum()), "epochs": epochs, "batch_size": batch_size, "seed": seed,
+            "trainable parameters": sum(p.numel() for p in params)}, dev)
+    # Under torchrun the distiller's forward runs inside DistributedDataParallel (gradient averaging).
+    step = parallel.wrap(distiller, find_unused_parameters=any(
+        t.module is not None and t.weight == 0 for t in distiller.terms)) if world > 1 else distiller
     check_each_step = _check_every_step(dev)
     part_names = list(dict.fromkeys(t.name for t in distiller.terms if t.weight != 0))
     generator = torch.Generator().manual_seed(seed)
     view_generator = torch.Generator().manual_seed(seed + 1_000_003) if teacher_views is not None else None
-    bar = tqdm(range(epochs), desc=name if teacher is not None else "training", disable=not progress_enabled(progress), leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        distiller.epoch = epoch + 1
-        distiller.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        sums = _EpochSums(dev, part_names)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
-            if augment is not None:
-                xb = augment(xb)
-            t_out = {k: v[idx].to(dev) for k, v in cache.items()} if cache is not None else None
-            if teacher_views is not None:
-                view_ids = teacher_views.draw(len(idx), view_generator)
-                xb = teacher_views.inputs(xb, view_ids)
-                if distiller.needs_teacher:
-                    t_out = {k: v.to(dev) for k, v in teacher_views.targets(idx, view_ids).items()}
-            loss, parts, logits = distiller(xb, yb, t_out)
-            if check_each_step and not torch.isfinite(loss):
-                raise _diverged(float(loss.detach()), epoch + 1, per_epoch=False)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            sums.add(loss, parts, logits, yb, len(idx))
-        total, correct, labeled, part_sums = sums.read()  # the epoch's one read from the device
-        if not math.isfinite(total):
-            raise _diverged(total / len(y_train), epoch + 1, per_epoch=True)
-        history.epoch_seconds.append(time.perf_counter() - start)
-        history.train_loss.append(total / len(y_train))
-        history.train_acc.append(correct / labeled if labeled else float("nan"))
-        for k, v in part_sums.items():
-            history.parts.setdefault(k, []).append(v / len(y_train))
-        if val_data is not None:
-            history.val_acc.append(evaluate(student, val_data))
-            bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=f"{history.val_acc[-1]:.3f}")
+    bar = tqdm(range(epochs), desc=name if teacher is not None else "training",
+               disable=not (progress_enabled(progress) and parallel.is_main()), leave=False)
+    with parallel.own_random_streams(seed, dev):
+        for epoch in bar:
+            start = time.perf_counter()
+            distiller.epoch = epoch + 1
+            distiller.train()
+            order = torch.randperm(len(y_train), generator=generator)
+            sums = _EpochSums(dev, part_names)
+            for i in range(0, len(order), batch_size):
+                batch = order[i:i + batch_size]  # the global batch: the same examples whatever the ranks
+                lo, hi = parallel.shard_bounds(len(batch))  # this rank's slice (all of it in one process)
+                n = hi - lo
+
+                def mine(rows: torch.Tensor) -> torch.Tensor:
+                    # An empty slice (a last batch with fewer examples than ranks) runs the whole batch
+                    # with weight 0: every rank must take part in each gradient average.
+                    return rows[lo:hi] if n else rows
+
+                idx = mine(batch)
+                xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
+                if augment is not None:
+                    xb = augment(xb)
+                t_out = {k: v[idx].to(dev) for k, v in cache.items()} if cache is not None else None
+                if teacher_views is not None:
+                    view_ids = mine(teacher_views.draw(len(batch), view_generator))
+                    xb = teacher_views.inputs(xb, view_ids)
+                    if distiller.needs_teacher:
+                        t_out = {k: v.to(dev) for k, v in teacher_views.targets(idx, view_ids).items()}
+                loss, parts, logits = step(xb, yb, t_out)
+                if check_each_step and not torch.isfinite(loss):
+                    raise _diverged(float(loss.detach()), epoch + 1, per_epoch=False)
+                opt.zero_grad(set_to_none=True)
+                # Each rank's loss is a mean over its slice; weighted by the slice's share of the batch
+                # (times N, which the gradient average divides by) the average is the batch's mean.
+                scale = n * world / len(batch)
+                (loss if scale == 1 else loss * scale).backward()
+                opt.step()
+                if scheduler is not None:
+                    scheduler.step()
+                if n:
+                    sums.add(loss, parts, logits, yb, n)
+            total, correct, labeled, part_sums = sums.read()  # the epoch's one read from the device
+            if not math.isfinite(total):
+                raise _diverged(total / len(y_train), epoch + 1, per_epoch=True)
+            parallel.average_buffers(distiller.student)  # BatchNorm's running statistics, under torchrun
+            parallel.average_buffers(distiller.extra)
+            seconds = time.perf_counter() - start
+            if world > 1:  # the slowest rank's times, so that every rank's history agrees
+                seconds, history.teacher_seconds = parallel.max_over_ranks(
+                    torch.tensor([seconds, history.teacher_seconds], dtype=torch.float64, device=dev)).tolist()
+            history.epoch_seconds.append(seconds)
+            history.train_loss.append(total / len(y_train))
+            history.train_acc.append(correct / labeled if labeled else float("nan"))
+            for k, v in part_sums.items():
+                history.parts.setdefault(k, []).append(v / len(y_train))
+            if val_data is not None:
+                history.val_acc.append(_accuracy_shared(student, val_data, dev))
+                bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=f"{history.val_acc[-1]:.3f}")
+    if world > 1:
+        del step  # the wrapper, and with it its gradient hooks on the student's parameters
     student.eval()
     if memo_key is not None:
         memo.store(memo_key, {"student": student, "terms": distiller.extra}, history.to_dict())
