@@ -13,6 +13,9 @@ notebooks ran a minute before, with the same package reference the fallback put 
 class that reruns a lesson. It is off by default: a learner who edits a loss sees it train again
 anyway (the code is in the fingerprint), but off there is nothing to trust.
 
+``KDCOURSE_TRAIN_MEMO_LOG=FILE`` appends one line per run to ``FILE``: ``hit``, ``miss`` or why it
+was not memoised.
+
 Files: ``<cache>/train-memo/<fingerprint>.pt`` (``torch.save``, read with ``weights_only=True``)
 beside ``<fingerprint>.sha256``; written atomically; an entry that does not match its SHA-256 or
 does not load is reported with a warning and trained again.
@@ -86,8 +89,17 @@ def key_for(*parts: Any) -> str | None:
         return None
     try:
         return fingerprint(*parts)
-    except Unfingerprintable:
+    except Unfingerprintable as err:
+        _log(f"not memoised: {err}")
         return None
+
+
+def _log(line: str) -> None:
+    """One line to the file ``KDCOURSE_TRAIN_MEMO_LOG`` names, if any (which runs were put back, and why not)."""
+    path = os.environ.get("KDCOURSE_TRAIN_MEMO_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {line}\n")
 
 
 class _Hasher:
@@ -274,6 +286,7 @@ def load(key: str, modules: dict[str, nn.Module | None]) -> dict | None:
     its ``record``, or ``None`` when there is no such entry (or it is corrupt: then a warning)."""
     path = memo_dir() / f"{key}.pt"
     if not path.exists():
+        _log(f"miss {key[:16]}")
         return None
     try:
         data = path.read_bytes()
@@ -287,6 +300,7 @@ def load(key: str, modules: dict[str, nn.Module | None]) -> dict | None:
         for name in wanted:
             modules[name].load_state_dict(payload["modules"][name])
         _set_rng_state(payload["rng"])
+        _log(f"hit {key[:16]}")
         return payload["record"]
     except Exception as err:  # truncated, foreign, tampered with: train again and overwrite
         warnings.warn(f"the training memo entry {path} could not be used ({type(err).__name__}: {err}); "
