@@ -24,6 +24,7 @@ does not load is reported with a warning and trained again.
 from __future__ import annotations
 
 import dataclasses
+import dis
 import functools
 import hashlib
 import io
@@ -230,11 +231,13 @@ def _cell_filled(cell) -> bool:
 
 
 def _global_names(code: types.CodeType) -> list[str]:
-    names = set(code.co_names)
+    """The global names ``code`` (and the code nested in it) reads: ``LOAD_GLOBAL`` / ``LOAD_NAME``, not the
+    attribute names ``co_names`` also holds (``losses.kd_loss`` reads the global ``losses``, not ``kd_loss``)."""
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names.update(_global_names(const))
-    return sorted(names)
+    return sorted(n for n in names if isinstance(n, str))
 
 
 # ------------------------------------------------------------------ the entries

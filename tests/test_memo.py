@@ -98,6 +98,16 @@ def test_a_global_a_notebook_function_reads_counts():
     assert memo.fingerprint(namespace["loss"]) != before
 
 
+def test_an_attribute_is_not_a_global():
+    """``losses.kd_loss`` reads the module, not a notebook's own ``kd_loss``: replacing that one (the
+    fallback does) leaves the fingerprint alone."""
+    namespace = {"losses": __import__("kdcourse.losses").losses}
+    exec("def loss(s, t, y):\n    return losses.kd_loss(s, t, 4.0)", namespace)
+    before = memo.fingerprint(namespace["loss"])
+    namespace["kd_loss"] = lambda s, t, T: 0
+    assert memo.fingerprint(namespace["loss"]) == before
+
+
 def test_what_it_cannot_hash_trains_as_usual(setting, on):
     class Opaque:
         pass
