@@ -133,22 +133,22 @@ def shard_bounds(n: int) -> tuple[int, int]:
     return lo, lo + base + (1 if r < extra else 0)
 
 
-def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
-    """``values`` added over every rank (a new tensor; ``values`` itself without a process group)."""
+def _reduced(values: torch.Tensor, op) -> torch.Tensor:
     if world_size() == 1:
         return values
-    total = values.clone()
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    out = values.clone()
+    dist.all_reduce(out, op=op)
+    return out
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` added over every rank (a new tensor; ``values`` itself without a process group)."""
+    return _reduced(values, dist.ReduceOp.SUM)
 
 
 def max_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """The element-wise largest of ``values`` over every rank (e.g. the slowest rank's seconds)."""
-    if world_size() == 1:
-        return values
-    top = values.clone()
-    dist.all_reduce(top, op=dist.ReduceOp.MAX)
-    return top
+    return _reduced(values, dist.ReduceOp.MAX)
 
 
 def check_same_on_every_rank(settings: dict[str, float], device: torch.device | str = "cpu") -> None:
