@@ -23,11 +23,9 @@ One study, shared by lesson 08b and ``python -m kdcourse compare --dataset cifar
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -38,8 +36,8 @@ from . import config
 from .compare import format_table, to_json
 from .data import DataSplits, load_cifar10_data, subset, tensors
 from .distill import METHODS, History, LossTerm, evaluate, method_terms, seed_everything, train
-from .losses import attention_map
-from .models import CifarCNN, count_parameters, feature_extractor, measure_latency
+from .models import CifarCNN, count_parameters, measure_latency
+from .teacher_cache import cached_teacher_outputs
 from .teachers import CIFAR10_TEACHER_SHA256, load_cifar10_teacher
 from .transfer import summarize
 
@@ -51,14 +49,8 @@ __all__ = [
     "CAPSTONE_METHODS",
     "TEACHER_FEATURES",
     "regime",
-    "as_attention_map",
-    "paired_attention_loss",
-    "paired_attention_term",
     "capstone_terms",
     "random_crop_flip",
-    "teacher_targets",
-    "teacher_cache_key",
-    "cached_teacher_targets",
     "Study",
     "cifar10_study",
     "compare_cifar10",
@@ -77,15 +69,15 @@ layer3 4x4), the teacher ``CifarResNet`` only from layer2 on (layer1 32x32, laye
 layer3 8x8): the same *name* is a different resolution, so the pairs name each side.
 """
 
-TEACHER_FEATURES = ("embedding", "layer1", "layer2", "layer3")
-"""What the teacher cache holds besides the logits: the embedding and the attention maps of the
-three layers (about 1,500 numbers per image), enough for every method of the study."""
+TEACHER_FEATURES = ("embedding", *AT_PAIRS.values())
+"""What the teacher cache holds besides the logits: the embedding and the feature maps of the
+teacher's layers in :data:`AT_PAIRS`, enough for every method of the study."""
 
 CAPSTONE_METHODS = METHODS
-"""Methods :func:`cifar10_study` runs: ``at`` is the paired attention transfer of this module;
-the others come from :func:`kdcourse.distill.method_terms` on the ``embedding`` (``hint``: FitNets
-through a linear regressor from the student's 64 to the teacher's 128 values; ``rkd``, ``sp``:
-relations); sums such as ``kd+at`` work too."""
+"""Methods :func:`cifar10_study` runs, all from :func:`kdcourse.methods.method_terms`: ``at`` over
+:data:`AT_PAIRS`, the others on the ``embedding`` (``hint``: FitNets through a linear regressor
+from the student's 32 to the teacher's 128 values; ``rkd``, ``sp``: relations); sums such as
+``kd+at`` work too."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ class CifarRegime:
     alpha: float = 0.9
     at_pairs: tuple[tuple[str, str], ...] = tuple(AT_PAIRS.items())
     weights: Mapping[str, float] = field(default_factory=lambda: {
-        "at": 1000.0,  # Zagoruyko & Komodakis: beta = 1e3
+        "at": 500.0,  # Zagoruyko & Komodakis' code: beta / 2 = 500 times the sum over the pairs
         "sp": 3000.0,  # Tung & Mori: gamma = 3000
         "rkd_distance": 25.0,  # Park et al.
         "rkd_angle": 50.0,
@@ -142,73 +134,13 @@ def regime() -> CifarRegime:
     return config.pick(quick=QUICK, full=FULL)
 
 
-# ------------------------------------------------------------------ attention transfer between named layers
-
-
-def as_attention_map(feature: torch.Tensor) -> torch.Tensor:
-    """The attention map of a feature map ``(N, C, H, W)``; an ``(N, H*W)`` map is returned as is.
-
-    The teacher cache stores the teacher's attention maps (64 numbers per image at 8x8) rather
-    than its feature maps (8,192 numbers), so a loss reads cached maps and live features alike.
-    """
-    if feature.dim() == 2:
-        return feature
-    return attention_map(feature)
-
-
-def paired_attention_loss(student_out: Mapping[str, torch.Tensor], teacher_out: Mapping[str, torch.Tensor],
-                          pairs: Mapping[str, str] = AT_PAIRS) -> torch.Tensor:
-    r"""Attention transfer between layers of different names, averaged over the pairs.
-
-    .. math:: L = \frac{1}{|P|} \sum_{(s, t) \in P} \operatorname{mean}\big(Q_S^{(s)} - Q_T^{(t)}\big)^2
-
-    with :math:`Q` the unit-norm attention maps of :func:`kdcourse.losses.attention_map`
-    (Zagoruyko & Komodakis 2017, eq. 2), ``pairs = {student layer: teacher layer}`` and the
-    teacher side possibly an already computed map (:func:`as_attention_map`).
-    """
-    if not pairs:
-        raise ValueError("pairs is empty: give at least one {student layer: teacher layer}")
-    total = 0.0
-    for s_name, t_name in pairs.items():
-        q_s = attention_map(student_out[s_name])
-        q_t = as_attention_map(teacher_out[t_name])
-        if q_s.shape != q_t.shape:
-            raise ValueError(
-                f"student {s_name!r} and teacher {t_name!r} attention maps differ in shape "
-                f"({tuple(q_s.shape)} vs {tuple(q_t.shape)}): pair layers of the same spatial size"
-            )
-        total = total + (q_s - q_t).pow(2).mean()
-    return total / len(pairs)
-
-
-def paired_attention_term(weight: float = 1000.0, pairs: Mapping[str, str] = AT_PAIRS,
-                          loss_fn: Callable = paired_attention_loss) -> LossTerm:
-    """A :class:`~kdcourse.distill.LossTerm` for :func:`paired_attention_loss`.
-
-    ``features`` lists the layer names of both sides: the distiller reads all of them from
-    student and teacher (a few unused maps cost nothing, they are computed anyway).
-    """
-    pairs = dict(pairs)
-    features = tuple(sorted(set(pairs) | set(pairs.values())))
-    return LossTerm("at", weight, lambda s, t, y: loss_fn(s, t, pairs), features=features)
-
-
-def capstone_terms(method: str, reg: CifarRegime, student: nn.Module, teacher: nn.Module | None,
-                   at_loss: Callable = paired_attention_loss) -> list[LossTerm]:
-    """The loss terms of ``method`` in this study (``at`` uses :data:`AT_PAIRS`; sums allowed)."""
-    parts = [p.strip().lower() for p in method.split("+") if p.strip()]
-    unknown = [p for p in parts if p not in CAPSTONE_METHODS]
-    if not parts or unknown:
-        raise ValueError(f"unknown method {method!r}; use one of {CAPSTONE_METHODS} or a sum like 'kd+at'")
-    if parts != ["baseline"] and teacher is None:
-        raise ValueError(f"method {method!r} needs a teacher")
-    rest = "+".join(p for p in parts if p != "at") or "baseline"
-    terms = method_terms(rest, student=student, teacher=teacher, T=reg.T, alpha=reg.alpha,
-                         feature="embedding", weights=dict(reg.weights),
-                         sample_input=torch.zeros(2, 3, 32, 32, device=next(student.parameters()).device))
-    if "at" in parts:
-        terms.append(paired_attention_term(reg.weights["at"], dict(reg.at_pairs), at_loss))
-    return terms
+def capstone_terms(method: str, reg: CifarRegime, student: nn.Module, teacher: nn.Module | None) -> list[LossTerm]:
+    """The loss terms of ``method`` in this study: :func:`kdcourse.methods.method_terms` with
+    ``at`` over ``reg.at_pairs``, every other feature or relation term on the ``embedding``, and
+    ``reg``'s weights, ``T`` and ``alpha`` (sums such as ``kd+at`` allowed)."""
+    return method_terms(method, student=student, teacher=teacher, T=reg.T, alpha=reg.alpha,
+                        feature="embedding", layers={"at": reg.at_pairs}, weights=dict(reg.weights),
+                        sample_input=torch.zeros(2, 3, 32, 32, device=next(student.parameters()).device))
 
 
 # ------------------------------------------------------------------ augmentation (on the data's device)
@@ -231,69 +163,6 @@ def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
     out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
     flip = torch.rand(b, device=dev) < 0.5
     return torch.where(flip[:, None, None, None], out.flip(3), out)
-
-
-# ------------------------------------------------------------------ the teacher's outputs, cached on disk
-
-_CACHE_VERSION = 1
-
-
-@torch.no_grad()
-def teacher_targets(teacher: nn.Module, x: torch.Tensor, features: Sequence[str] = (),
-                    batch_size: int = 500) -> dict[str, torch.Tensor]:
-    """The teacher's logits and ``features`` for every row of ``x``; feature *maps* are stored
-    as their attention maps (:func:`as_attention_map`), vectors (``embedding``) as they are.
-
-    Computed in chunks, so the large feature maps never sit in memory for the whole set.
-    """
-    teacher.eval()
-    model = feature_extractor(teacher, tuple(features))
-    dev = next(teacher.parameters()).device
-    chunks: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(x), batch_size):
-        out = model(x[start:start + batch_size].to(dev))
-        for k, v in out.items():
-            chunks.setdefault(k, []).append((as_attention_map(v) if v.dim() == 4 else v).cpu())
-    return {k: torch.cat(v) for k, v in chunks.items()}
-
-
-def teacher_cache_key(teacher_sha256: str, x: torch.Tensor, features: Sequence[str] = (), **params) -> str:
-    """The cache key: the teacher checkpoint's SHA-256, the feature names, the subset parameters
-    (``params``, e.g. ``train_size``, ``seed``) and a digest of the inputs themselves."""
-    data_digest = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-    blob = json.dumps({
-        "version": _CACHE_VERSION, "teacher": teacher_sha256, "features": sorted(features),
-        "shape": list(x.shape), "data": data_digest, "params": params,
-    }, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:24]
-
-
-def cached_teacher_targets(teacher: nn.Module, x: torch.Tensor, features: Sequence[str] = (), *,
-                           teacher_sha256: str = CIFAR10_TEACHER_SHA256, cache: bool = True,
-                           **params) -> tuple[dict[str, torch.Tensor], bool]:
-    """:func:`teacher_targets`, read from ``config.cache_dir()`` when computed before.
-
-    Returns ``(targets, from_cache)``. The file name is :func:`teacher_cache_key`; a file that
-    cannot be read (truncated, foreign) is computed again and overwritten.
-    """
-    key = teacher_cache_key(teacher_sha256, x, features, **params)
-    path = config.cache_dir() / f"cifar10-teacher-{key}.pt"
-    if cache and path.exists():
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if set(stored) >= {"logits", *features} and all(len(v) == len(x) for v in stored.values()):
-                return stored, True
-        except Exception:  # unreadable: recompute below
-            pass
-    targets = teacher_targets(teacher, x, features)
-    if cache:
-        tmp = path.with_name(f"{path.name}.tmp{id(targets)}")
-        try:
-            torch.save(targets, tmp)
-            tmp.replace(path)  # atomic: a concurrent reader never sees half a file
-        finally:
-            tmp.unlink(missing_ok=True)
-    return targets, False
 
 
 # ------------------------------------------------------------------ the study
@@ -344,7 +213,6 @@ def cifar10_study(
     seeds: int = 2,
     reg: CifarRegime | None = None,
     progress: bool = True,
-    at_loss: Callable = paired_attention_loss,
     cache: bool = True,
     device: str | None = None,
     data: DataSplits | None = None,
@@ -357,9 +225,9 @@ def cifar10_study(
       the seed-0 runs also record the accuracy on ``reg.curve_size`` of the test images after
       every epoch (``History.val_acc``, empty for the other seeds; nothing is selected on it);
     - without augmentation the teacher's outputs on the transfer set (logits, embedding,
-      attention maps) are computed once and cached on disk (:func:`cached_teacher_targets`);
-      with augmentation the teacher runs live on every augmented batch.
-    - ``at_loss`` replaces :func:`paired_attention_loss` (the lesson passes the learner's);
+      the feature maps of the paired layers) are computed once and cached on disk
+      (:func:`kdcourse.teacher_cache.cached_teacher_outputs`); with augmentation the teacher runs
+      live on every augmented batch.
     - ``data``: the splits, if already loaded with ``reg``'s sizes (else they are loaded here).
 
     Raises the data loader's error (with instructions) when CIFAR-10 is not available.
@@ -391,12 +259,14 @@ def cifar10_study(
     # one cache entry serves every method: the features any of them may read, whatever was asked
     features = sorted(set(TEACHER_FEATURES) | {
         f for m in methods if m != "baseline"
-        for term in capstone_terms(m, reg, CifarCNN(reg.student_widths).to(dev), teacher) for f in term.features})
+        for term in capstone_terms(m, reg, CifarCNN(reg.student_widths).to(dev), teacher)
+        for f in term.teacher_features})
     start = time.perf_counter()
     subset_params = {"train_size": reg.train_size, "test_size": reg.test_size, "seed": reg.data_seed}
     train_cache = None
     if not reg.augment:
-        train_cache, hit_train = cached_teacher_targets(teacher, x_train, features, cache=cache,
+        train_cache, hit_train = cached_teacher_outputs(teacher, x_train, features, cache=cache,
+                                                        teacher_sha256=CIFAR10_TEACHER_SHA256,
                                                         split="train", **subset_params)
     else:
         hit_train = False
@@ -425,11 +295,11 @@ def cifar10_study(
             bar.set_postfix(method=method, seed=seed)
             seed_everything(seed)
             student = CifarCNN(reg.student_widths).to(dev)
-            terms = capstone_terms(method, reg, student, teacher, at_loss)
+            terms = capstone_terms(method, reg, student, teacher)
             needs_teacher = any(t.needs_teacher for t in terms)
             run_cache = None
             if train_cache is not None and needs_teacher:
-                names = {"logits", *{f for t in terms for f in t.features}}
+                names = {"logits", *{f for t in terms for f in t.teacher_features}}
                 run_cache = {k: v.to(dev) for k, v in train_cache.items() if k in names}
             start = time.perf_counter()
             history = train(

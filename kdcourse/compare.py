@@ -23,7 +23,7 @@ import torch
 
 from . import data as kd_data
 from .config import pick
-from .distill import METHODS, evaluate, method_terms, seed_everything, teacher_outputs, train
+from .distill import METHODS, evaluate, method_terms, parse_method, seed_everything, teacher_outputs, train
 from .models import DigitsCNN, count_parameters
 from .transfer import summarize
 
@@ -48,11 +48,8 @@ class Regime:
     weights: dict[str, float] = field(default_factory=lambda: {
         "hint": 10.0, "at": 10.0, "rkd_distance": 2.5, "rkd_angle": 5.0, "sp": 300.0,
     })
+    # the layer each feature method reads (``method_terms(layers=...)``); the others: their default
     features: dict[str, str] = field(default_factory=lambda: {"hint": "layer3", "at": "layer3"})
-
-    def feature_for(self, method: str) -> str | None:
-        """The layer a method's feature term reads (None: the method's default)."""
-        return next((self.features[p] for p in method.split("+") if p in self.features), None)
 
 
 DIGITS_REGIME = Regime()
@@ -82,9 +79,8 @@ def compare(
     """
     from tqdm.auto import tqdm
 
-    unknown = [m for m in methods for part in m.split("+") if part not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose among {METHODS} or sums like 'kd+at'")
+    for m in methods:
+        parse_method(m)  # an unknown name fails here, before the teacher is trained
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     teacher, d = digits_teacher(regime)
@@ -93,8 +89,8 @@ def compare(
     features = sorted({f for m in methods if m != "baseline"
                        for term in method_terms(m, student=DigitsCNN(regime.student_width), teacher=teacher,
                                                 sample_input=sample, weights=regime.weights,
-                                                feature=regime.feature_for(m))
-                       for f in term.features})
+                                                layers=regime.features)
+                       for f in term.teacher_features})
     cache = teacher_outputs(teacher, transfer.tensors[0], features)
     results: dict[str, dict] = {"teacher": {
         "mean": evaluate(teacher, d.test), "std": 0.0, "runs": [evaluate(teacher, d.test)],
@@ -108,7 +104,7 @@ def compare(
             start = time.perf_counter()
             train(student, transfer, teacher=teacher, method=method, epochs=regime.epochs, lr=regime.lr,
                   batch_size=regime.batch_size, T=regime.T, alpha=regime.alpha, weights=regime.weights,
-                  feature=regime.feature_for(method), seed=seed, teacher_cache=cache, progress=False)
+                  layers=regime.features, seed=seed, teacher_cache=cache, progress=False)
             secs.append(time.perf_counter() - start)
             accs.append(evaluate(student, d.test))
             bar.update()

@@ -9,8 +9,9 @@ intermediate features the term asked for (read with :func:`kdcourse.models.featu
 
     >>> history = train(student, data.train, teacher=teacher, method="kd", T=4, alpha=0.9)
 
-Methods: ``baseline``, ``kd``, ``hint``, ``at``, ``rkd``, ``sp``, ``dkd`` and sums such as
-``kd+at`` (see :func:`method_terms`). A custom loss plugs in as a term:
+Methods: ``baseline``, ``kd``, ``hint``, ``at``, ``rkd``, ``sp``, ``dkd``, ``pseudo`` and sums
+such as ``kd+at``: the registry of :mod:`kdcourse.methods` (:func:`method_terms`). A custom loss
+plugs in as a term:
 
     >>> terms = [LossTerm("mine", 1.0, lambda s, t, y: my_loss(s["logits"], t["logits"], y))]
     >>> history = train(student, data.train, teacher=teacher, terms=terms)
@@ -27,15 +28,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import losses, memo, parallel
+from . import memo, parallel
 from .config import device as default_device
 from .config import progress_enabled
 from .data import tensors
+from .methods import (  # noqa: F401  (the terms and the registry, re-exported: lessons import them from here)
+    DEFAULT_WEIGHTS,
+    METHODS,
+    REGISTRY,
+    UNLABELED,
+    LossTerm,
+    cross_entropy_term,
+    hint_term,
+    kd_term,
+    labeled_cross_entropy,
+    make_regressor,
+    method_table,
+    method_terms,
+    parse_method,
+    pseudo_label_targets,
+    pseudo_label_term,
+)
 from .models import feature_extractor
+from .teacher_cache import teacher_outputs  # noqa: F401  (re-exported: the one teacher cache)
 
 if TYPE_CHECKING:  # for the annotations only (strings at run time): no import of views at run time
     from .views import TeacherViews
@@ -74,272 +92,6 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-@dataclass
-class LossTerm:
-    """One weighted part of the training objective: ``weight * fn(student_out, teacher_out, y)``.
-
-    ``features`` names the intermediate features ``fn`` reads from both outputs (besides
-    ``"logits"``); ``module`` holds trainable parameters the term owns (e.g. the FitNets
-    regressor), which the optimizer then trains along with the student. ``warmup_epochs``
-    ramps the weight in linearly: ``weight * min(epoch / warmup_epochs, 1)`` in epoch 1, 2, ...
-    (mdistiller's DKD warm-up); 0 means the full weight from the start.
-    """
-
-    name: str
-    weight: float
-    fn: Callable[[Outputs, Outputs | None, torch.Tensor], torch.Tensor]
-    features: tuple[str, ...] = ()
-    module: nn.Module | None = None
-    needs_teacher: bool = True
-    warmup_epochs: int = 0
-
-    def weight_at(self, epoch: int) -> float:
-        """The weight in (1-based) ``epoch``, after the warm-up ramp."""
-        if self.warmup_epochs <= 0:
-            return self.weight
-        return self.weight * min(max(epoch, 1) / self.warmup_epochs, 1.0)
-
-
-# ------------------------------------------------------------------ terms for each method
-
-
-UNLABELED = -1
-"""The label of an example without one (a transfer-set image only the teacher labels)."""
-
-
-def labeled_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r"""``CE(y, softmax(z_s))`` averaged over the labelled rows of the batch only.
-
-    .. math:: \mathrm{CE} = \frac{1}{|L|} \sum_{i \in L} -\log \operatorname{softmax}(z_i)_{y_i},
-              \quad L = \{i : y_i \neq -1\}
-
-    Rows labelled :data:`UNLABELED` (``-1``) add nothing. A batch with no labelled row gives 0
-    (with a zero gradient), not the NaN of ``F.cross_entropy(..., ignore_index=-1)``'s 0 / 0. So
-    in a transfer set with few labels the CE term is a mean over a handful of rows while the
-    teacher terms (``batchmean``) average over every row of the batch: ``alpha`` mixes two means,
-    not two sums.
-    """
-    labeled = y != UNLABELED
-    if bool(labeled.all()):
-        return F.cross_entropy(logits, y)
-    if not bool(labeled.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[labeled], y[labeled])
-
-
-def cross_entropy_term(weight: float = 1.0) -> LossTerm:
-    """The hard-label loss ``CE(y, softmax(z_s))`` on the labelled rows (:func:`labeled_cross_entropy`)."""
-    return LossTerm("ce", weight, lambda s, t, y: labeled_cross_entropy(s["logits"], y), needs_teacher=False)
-
-
-def pseudo_label_targets(teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The label where there is one, the teacher's arg-max (a hard pseudo-label) where there is not."""
-    return torch.where(y == UNLABELED, teacher_logits.argmax(1), y)
-
-
-def pseudo_label_term(weight: float = 1.0) -> LossTerm:
-    """Hard pseudo-labels: ``CE`` against :func:`pseudo_label_targets`, averaged over every row.
-
-    The teacher's soft targets are collapsed to their arg-max, so what the student learns from the
-    teacher is only *which* class, never how similar the others are (the comparator of soft KD).
-    """
-    return LossTerm("pseudo", weight,
-                    lambda s, t, y: F.cross_entropy(s["logits"], pseudo_label_targets(t["logits"], y)))
-
-
-def kd_term(weight: float, T: float, loss_fn: Callable = losses.kd_loss) -> LossTerm:
-    """The soft-target term ``T^2 KL(p_t^T || p_s^T)`` (:func:`kdcourse.losses.kd_loss`)."""
-    return LossTerm("kd", weight, lambda s, t, y: loss_fn(s["logits"], t["logits"], T))
-
-
-def _probe_shapes(model: nn.Module, feature: str, sample_input: torch.Tensor) -> torch.Size:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        shape = feature_extractor(model, [feature])(sample_input[:2])[feature].shape
-    model.train(was_training)
-    return shape
-
-
-def make_regressor(student_shape: Sequence[int], teacher_shape: Sequence[int]) -> nn.Module:
-    """The FitNets regressor: a 1x1 convolution (feature maps) or a linear layer (vectors).
-
-    Spatial sizes must already agree; only the channel / width count is mapped.
-    """
-    if len(student_shape) == 4 and len(teacher_shape) == 4:
-        if tuple(student_shape[2:]) != tuple(teacher_shape[2:]):
-            raise ValueError(
-                f"hint layers must share their spatial size, got student {tuple(student_shape[2:])} "
-                f"and teacher {tuple(teacher_shape[2:])}: choose another feature"
-            )
-        return nn.Conv2d(student_shape[1], teacher_shape[1], kernel_size=1, bias=False)
-    if len(student_shape) == 2 and len(teacher_shape) == 2:
-        return nn.Linear(student_shape[1], teacher_shape[1])
-    raise ValueError(f"cannot map a student feature of shape {tuple(student_shape)} onto {tuple(teacher_shape)}")
-
-
-def hint_term(weight: float, student: nn.Module, teacher: nn.Module, feature: str,
-              sample_input: torch.Tensor) -> LossTerm:
-    """FitNets: match the teacher's ``feature`` through a trained regressor."""
-    regressor = make_regressor(_probe_shapes(student, feature, sample_input),
-                               _probe_shapes(teacher, feature, sample_input))
-    return LossTerm(
-        "hint", weight,
-        lambda s, t, y: losses.hint_loss(s[feature], t[feature], regressor),
-        features=(feature,), module=regressor,
-    )
-
-
-def _feature_term(name: str, weight: float, feature: str, loss_fn: Callable) -> LossTerm:
-    return LossTerm(name, weight, lambda s, t, y: loss_fn(s[feature], t[feature]), features=(feature,))
-
-
-#: Default term weights, from the papers (CIFAR) unless noted.
-DEFAULT_WEIGHTS = {
-    "hint": 100.0,  # x the MSE: mdistiller FITNET.LOSS.FEAT_WEIGHT = 100, RepDistiller "--distill hint -b 100"
-    "at": 1000.0,  # Zagoruyko & Komodakis: beta = 1e3
-    "rkd_distance": 25.0,  # Park et al.
-    "rkd_angle": 50.0,
-    "sp": 3000.0,  # Tung & Mori: gamma = 3000
-    "dkd": 1.0,  # the DKD term's own alpha / beta set its parts (alpha=1, beta=8)
-}
-
-METHODS = ("baseline", "kd", "hint", "at", "rkd", "sp", "dkd", "pseudo")
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """What ``python -m kdcourse methods`` prints about one method: its loss, the terms
-    :func:`method_terms` builds for it (by name), the weights it reads from
-    :data:`DEFAULT_WEIGHTS`, the function in :mod:`kdcourse.losses` and the paper."""
-
-    loss: str
-    terms: tuple[str, ...]
-    weights: tuple[str, ...]
-    function: str
-    paper: str
-
-
-METHOD_INFO = {
-    "baseline": MethodInfo("CE(y, p_s)", ("ce",), (), "distill.labeled_cross_entropy", "labels only"),
-    "kd": MethodInfo("(1 - alpha) CE + alpha T^2 KL(p_t^T || p_s^T)", ("ce", "kd"), (), "losses.kd_loss",
-                     "Hinton, Vinyals & Dean 2015"),
-    "hint": MethodInfo("CE + w MSE(r(student feature), teacher feature)", ("ce", "hint"), ("hint",),
-                       "losses.hint_loss", "FitNets, Romero et al. 2015"),
-    "at": MethodInfo("CE + w mean (Q_s - Q_t)^2, Q = unit-norm attention map", ("ce", "at"), ("at",),
-                     "losses.attention_transfer_loss", "Zagoruyko & Komodakis 2017"),
-    "rkd": MethodInfo("CE + w_d Huber(psi_D) + w_a Huber(psi_A)", ("ce", "rkd_distance", "rkd_angle"),
-                      ("rkd_distance", "rkd_angle"), "losses.rkd_distance_loss, losses.rkd_angle_loss",
-                      "RKD, Park et al. 2019"),
-    "sp": MethodInfo("CE + w ||G_t - G_s||_F^2 / b^2", ("ce", "sp"), ("sp",), "losses.similarity_preserving_loss",
-                     "SP, Tung & Mori 2019"),
-    "dkd": MethodInfo("CE + alpha TCKD + beta NCKD (alpha 1, beta 8)", ("ce", "dkd"), ("dkd",), "losses.dkd_loss",
-                      "DKD, Zhao et al. 2022"),
-    "pseudo": MethodInfo("CE(teacher's arg-max on unlabelled rows, the label elsewhere)", ("pseudo",), (),
-                         "distill.pseudo_label_targets", "hard pseudo-labels"),
-}
-
-
-def method_table() -> str:
-    """Every method, its loss, default weights, function and paper (``python -m kdcourse methods``)."""
-    rows = [("method", "loss", "default weights", "function", "paper")]
-    for name in METHODS:
-        info = METHOD_INFO[name]
-        weights = ", ".join(f"{k} {DEFAULT_WEIGHTS[k]:g}" for k in info.weights) or "-"
-        rows.append((name, info.loss, weights, info.function, info.paper))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    lines.append("")
-    lines.append("Sums such as kd+at add the second method's extra terms to KD's. Weights: kdcourse.distill."
-                 "DEFAULT_WEIGHTS (as the reference implementations); the lessons pass tuned ones explicitly.")
-    return "\n".join(lines)
-
-
-def _default_feature(method: str, model: nn.Module) -> str:
-    if method in ("hint", "at") and hasattr(model, "layer2"):
-        return "layer2"
-    if method == "at":
-        raise ValueError(
-            f"attention transfer needs convolutional feature maps; {type(model).__name__} has none. "
-            "Use a CNN (DigitsCNN, CifarCNN, CifarResNet)."
-        )
-    return "embedding"
-
-
-def method_terms(
-    method: str,
-    *,
-    student: nn.Module | None = None,
-    teacher: nn.Module | None = None,
-    sample_input: torch.Tensor | None = None,
-    T: float = 4.0,
-    alpha: float = 0.9,
-    feature: str | None = None,
-    weights: dict[str, float] | None = None,
-    dkd_warmup: int = 0,
-) -> list[LossTerm]:
-    """The loss terms of a named method.
-
-    - ``baseline``: ``CE``;
-    - ``kd``: ``(1 - alpha) CE + alpha T^2 KL`` (Hinton et al. 2015);
-    - ``hint`` / ``at`` / ``rkd`` / ``sp``: ``CE + weight * feature-or-relation term``;
-    - ``dkd``: ``CE + DKD`` (Zhao et al. 2022, alpha=1, beta=8);
-    - ``pseudo``: ``CE`` against the teacher's arg-max on unlabelled rows (label ``-1``), the
-      label elsewhere (:func:`pseudo_label_term`; hard targets, no soft ones);
-    - ``kd+at`` etc.: the KD terms plus the other method's extra term.
-
-    ``feature`` picks the layer for hint / AT / RKD / SP (default: ``layer2`` for hint and AT,
-    ``embedding`` for relations); ``weights`` overrides :data:`DEFAULT_WEIGHTS`. ``dkd_warmup``
-    ramps the DKD term in over that many epochs, as mdistiller does (``DKD.WARMUP = 20`` of its
-    240 CIFAR-100 epochs); pass the terms to :func:`train` with ``terms=``.
-    """
-    parts = [p.strip().lower() for p in method.split("+") if p.strip()]
-    unknown = [p for p in parts if p not in METHODS]
-    if not parts or unknown:
-        raise ValueError(f"unknown method {method!r}; use one of {METHODS} or a sum like 'kd+at'")
-    losses._check_alpha(alpha)
-    losses._check_temperature(T)
-    w = {**DEFAULT_WEIGHTS, **(weights or {})}
-    needs_teacher = parts != ["baseline"]
-    if needs_teacher and teacher is None:
-        raise ValueError(f"method {method!r} needs a teacher: pass teacher=...")
-
-    if "pseudo" in parts:
-        if parts != ["pseudo"]:
-            raise ValueError(f"'pseudo' replaces the label loss and cannot be summed with others, got {method!r}")
-        return [pseudo_label_term(1.0)]
-    terms = [cross_entropy_term(1 - alpha if "kd" in parts else 1.0)]
-    if "kd" in parts:
-        terms.append(kd_term(alpha, T))
-    for part in parts:
-        if part in ("baseline", "kd"):
-            continue
-        layer = feature or _default_feature(part, student)
-        if part == "hint":
-            if sample_input is None:
-                raise ValueError("the hint method needs sample_input to size its regressor")
-            terms.append(hint_term(w["hint"], student, teacher, layer, sample_input))
-        elif part == "at":
-            terms.append(_feature_term("at", w["at"], layer, losses.attention_transfer_loss))
-        elif part == "rkd":
-            terms.append(_feature_term("rkd_distance", w["rkd_distance"], layer, losses.rkd_distance_loss))
-            terms.append(_feature_term("rkd_angle", w["rkd_angle"], layer, losses.rkd_angle_loss))
-        elif part == "sp":
-            terms.append(_feature_term("sp", w["sp"], layer, losses.similarity_preserving_loss))
-        elif part == "dkd":
-            terms.append(LossTerm("dkd", w["dkd"], lambda s, t, y: _dkd_labeled(s["logits"], t["logits"], y, T),
-                                  warmup_epochs=int(dkd_warmup)))
-    return terms
-
-
-def _dkd_labeled(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, T: float):
-    if bool((y == UNLABELED).any()):
-        raise ValueError("dkd splits the loss at the true class, so every example needs a label; "
-                         "use kd or pseudo on a transfer set with unlabelled images")
-    return losses.dkd_loss(student_logits, teacher_logits, y, T=T)
-
-
 # ------------------------------------------------------------------ the distiller
 
 
@@ -360,10 +112,13 @@ class Distiller(nn.Module):
         self.epoch = 1  # set by train(); ramps the weights of terms with a warm-up
         self.teacher = freeze(teacher) if teacher is not None else None
         self.extra = nn.ModuleList([t.module for t in self.terms if t.module is not None])
-        self.features = tuple(sorted({f for t in self.terms for f in t.features}))
-        self._student_features = feature_extractor(student, self.features) if self.features else None
+        # each side's features by their own names (a term may pair differently named layers)
+        self.student_features = tuple(sorted({f for t in self.terms for f in t.student_features}))
+        self.teacher_features = tuple(sorted({f for t in self.terms if t.needs_teacher for f in t.teacher_features}))
+        self._student_features = feature_extractor(student, self.student_features) if self.student_features else None
         self._teacher_features = (
-            feature_extractor(self.teacher, self.features) if self.features and teacher is not None else None
+            feature_extractor(self.teacher, self.teacher_features)
+            if self.teacher_features and teacher is not None else None
         )
 
     def train(self, mode: bool = True) -> "Distiller":
@@ -424,27 +179,6 @@ class Distiller(nn.Module):
         ``DistributedDataParallel`` can wrap it and average the gradients of the backward pass.
         """
         return self.compute_loss(x, y, teacher_out, floats=False)
-
-
-@torch.no_grad()
-def teacher_outputs(teacher: nn.Module, x: torch.Tensor, features: Sequence[str] = (),
-                    batch_size: int = 1024) -> Outputs:
-    """The teacher's logits (and ``features``) for every row of ``x``, computed once in eval mode.
-
-    With un-augmented inputs these never change during training, so :func:`train` computes
-    them once instead of every epoch (pass the result as ``teacher_cache`` to reuse it across
-    runs, e.g. in a sweep).
-    """
-    freeze(teacher)
-    model = feature_extractor(teacher, tuple(features)) if features else None
-    dev = next(teacher.parameters()).device
-    chunks: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size].to(dev)
-        out = dict(model(xb)) if model is not None else {"logits": teacher(xb)}
-        for k, v in out.items():
-            chunks.setdefault(k, []).append(v.cpu())
-    return {k: torch.cat(v) for k, v in chunks.items()}
 
 
 @torch.no_grad()
@@ -584,6 +318,7 @@ def train(
     T: float = 4.0,
     alpha: float = 0.9,
     feature: str | None = None,
+    layers: dict | None = None,
     weights: dict[str, float] | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     cache_teacher: bool = True,
@@ -594,7 +329,8 @@ def train(
 ) -> History:
     """Train ``student`` in place with a method's loss terms; return the :class:`History`.
 
-    - ``method`` names a recipe (:func:`method_terms`); ``terms`` replaces it with your own.
+    - ``method`` names a recipe (:func:`method_terms`, with ``T``, ``alpha``, ``feature``,
+      ``layers`` and ``weights``); ``terms`` replaces it with your own.
     - Seeded: the same ``seed`` and the same initial student give the same numbers on the same
       machine (batch order, dropout, regressor initialisation).
     - With ``augment=None`` the teacher's outputs for the training set are computed once
@@ -628,7 +364,7 @@ def train(
         teacher.to(dev)
     if terms is None:
         terms = method_terms(method, student=student, teacher=teacher, sample_input=x_train[:2].to(dev),
-                             T=T, alpha=alpha, feature=feature, weights=weights)
+                             T=T, alpha=alpha, feature=feature, layers=layers, weights=weights)
         name = method
     else:
         name = "custom" if method == "baseline" else method
@@ -637,7 +373,7 @@ def train(
         if augment is not None or teacher_cache is not None:
             raise ValueError("teacher_views fixes the augmentations and holds the teacher's outputs: "
                              "pass it without augment= and teacher_cache=")
-        reads = [t.name for t in distiller.terms if t.needs_teacher and t.weight != 0 and t.features]
+        reads = [t.name for t in distiller.terms if t.needs_teacher and t.weight != 0 and t.teacher_features]
         if distiller.needs_teacher and reads:
             raise ValueError(f"method {name!r} reads the teacher's features (terms {reads}), but teacher_views "
                              "holds its logits only: use a logits method (kd, dkd, pseudo) or augment=")
@@ -670,8 +406,8 @@ def train(
             cache_teacher or teacher_cache is not None):
         start = time.perf_counter()
         cache = teacher_cache if teacher_cache is not None else teacher_outputs(
-            distiller.teacher, x_train, distiller.features)
-        missing = {"logits", *distiller.features} - set(cache)
+            distiller.teacher, x_train, distiller.teacher_features)
+        missing = {"logits", *distiller.teacher_features} - set(cache)
         if missing or len(cache["logits"]) != len(y_train):
             raise ValueError(f"teacher_cache does not match this training set / method (missing {missing or 'rows'})")
         history.teacher_seconds = time.perf_counter() - start

@@ -80,7 +80,8 @@ def _check_alpha(alpha) -> float:
     return value
 
 
-def _check_batch(name: str, x: torch.Tensor, ndim: int | tuple[int, ...] | None = None) -> None:
+def _check_batch(name: str, x: torch.Tensor, ndim: int | tuple[int, ...] | None = None,
+                 finite: bool = True) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     allowed = (ndim,) if isinstance(ndim, int) else ndim
@@ -93,6 +94,11 @@ def _check_batch(name: str, x: torch.Tensor, ndim: int | tuple[int, ...] | None 
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): pass at least one example")
     if not torch.is_floating_point(x):
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if finite:
+        _check_finite(name, x)
+
+
+def _check_finite(name: str, x: torch.Tensor) -> None:
     if not torch.isfinite(x).all():
         raise ValueError(
             f"{name} contains NaN or infinite values. Check the learning rate, the inputs, and "
@@ -281,9 +287,17 @@ def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     The channel count does not matter, so teacher and student may differ in width. (We take
     the channel mean instead of the sum; the normalisation makes the two identical.)
     """
-    _check_batch("feature", feature, 4)
-    q = feature.abs().pow(p).mean(dim=1).flatten(1)
-    return F.normalize(q, dim=1)
+    return _attention_map("feature", feature, p)
+
+
+def _attention_map(name: str, feature: torch.Tensor, p: float) -> torch.Tensor:
+    _check_batch(name, feature, 4, finite=False)
+    powered = feature.square() if p == 2 else feature.abs().pow(p)  # |x|^2 = x^2, one temporary less
+    q = F.normalize(powered.mean(dim=1).flatten(1), dim=1)
+    # NaN or inf anywhere in a feature map makes its row of q NaN: checking the map (H*W numbers per
+    # example) instead of the feature map (C times more) keeps the check cheap on every training step
+    _check_finite(name, q)
+    return q
 
 
 def attention_transfer_loss(
@@ -297,8 +311,8 @@ def attention_transfer_loss(
     authors' code (their :math:`\beta/2` goes into the term's weight, typically ``1000``).
     Feature maps must share their spatial size.
     """
-    _check_batch("student_feature", student_feature, 4)
-    _check_batch("teacher_feature", teacher_feature, 4)
+    _check_batch("student_feature", student_feature, 4, finite=False)  # _attention_map checks the maps
+    _check_batch("teacher_feature", teacher_feature, 4, finite=False)
     if student_feature.shape[0] != teacher_feature.shape[0]:
         raise ValueError("student and teacher features have different batch sizes")
     if student_feature.shape[2:] != teacher_feature.shape[2:]:
@@ -307,7 +321,7 @@ def attention_transfer_loss(
             f"and teacher {tuple(teacher_feature.shape[2:])}: pick layers at the same resolution "
             "(or resize with F.interpolate)"
         )
-    diff = attention_map(student_feature, p) - attention_map(teacher_feature, p)
+    diff = _attention_map("student_feature", student_feature, p) - _attention_map("teacher_feature", teacher_feature, p)
     return diff.pow(2).mean()
 
 

@@ -250,10 +250,10 @@ def cifar10_teacher_logits(data: DataSplits, split: str, rows: torch.Tensor | No
 
     Read from the logits shipped with the package when ``data`` is the copy they were computed on
     (:func:`kdcourse.teachers.shipped_cifar10_logits`), else computed once and cached on disk
-    (:func:`kdcourse.capstone.cached_teacher_targets`). Returns ``(logits, "shipped" | "cache" |
+    (:func:`kdcourse.teacher_cache.cached_teacher_outputs`). Returns ``(logits, "shipped" | "cache" |
     "computed")``.
     """
-    from .capstone import cached_teacher_targets
+    from .teacher_cache import cached_teacher_outputs
 
     x = tensors(getattr(data, split))[0]
     if rows is None:
@@ -262,7 +262,7 @@ def cifar10_teacher_logits(data: DataSplits, split: str, rows: torch.Tensor | No
     if shipped is not None and split in data.rows:
         return shipped[split][data.rows[split][rows]], "shipped"
     teacher = teacher if teacher is not None else load_cifar10_teacher(which=which)
-    out, hit = cached_teacher_targets(teacher, x[rows], (), teacher_sha256=cifar10_teacher_info(which=which)["sha256"],
+    out, hit = cached_teacher_outputs(teacher, x[rows], (), teacher_sha256=cifar10_teacher_info(which=which)["sha256"],
                                       cache=cache, split=split)
     return out["logits"], "cache" if hit else "computed"
 

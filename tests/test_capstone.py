@@ -1,5 +1,5 @@
-"""The CIFAR-10 capstone (kdcourse.capstone): paired attention transfer, the teacher cache and its
-key, augmentation, the size/latency table, the checker and, when ``KDCOURSE_CIFAR10`` points at
+"""The CIFAR-10 capstone (kdcourse.capstone): attention transfer over pairs of differently named
+layers (kdcourse.methods), the teacher cache and its key (kdcourse.teacher_cache), augmentation, the size/latency table, the checker and, when ``KDCOURSE_CIFAR10`` points at
 the data, a tiny end-to-end study (200 images, 1 epoch) through the API and the command line.
 """
 
@@ -16,19 +16,17 @@ from kdcourse import capstone
 from kdcourse.capstone import (
     FULL,
     QUICK,
-    as_attention_map,
-    cached_teacher_targets,
     capstone_terms,
     format_size_latency,
-    paired_attention_loss,
     random_crop_flip,
     size_latency_table,
-    teacher_cache_key,
-    teacher_targets,
 )
 from kdcourse.checks import check_paired_attention_loss
+from kdcourse.distill import Distiller
 from kdcourse.losses import attention_map, attention_transfer_loss
+from kdcourse.methods import attention_term, method_terms, paired_attention_loss
 from kdcourse.models import CifarCNN, CifarResNet, feature_extractor
+from kdcourse.teacher_cache import cached_teacher_outputs, teacher_cache_key, teacher_outputs
 
 needs_cifar = pytest.mark.skipif(not os.environ.get("KDCOURSE_CIFAR10"),
                                  reason="set KDCOURSE_CIFAR10 to the CIFAR-10 archive to run the data tests")
@@ -73,15 +71,15 @@ def test_student_and_teacher_layers_pair_by_resolution(small_teacher):
 
 
 def test_paired_attention_loss_matches_attention_transfer():
+    """AT over pairs is ordinary AT per pair, summed over the pairs as the references do."""
     s = {"a": torch.randn(4, 3, 8, 8), "b": torch.randn(4, 5, 4, 4)}
     t = {"x": torch.randn(4, 7, 8, 8), "y": torch.randn(4, 2, 4, 4)}
     one = paired_attention_loss(s, t, {"a": "x"})
-    assert torch.allclose(one, attention_transfer_loss(s["a"], t["x"]))
+    assert torch.equal(one, attention_transfer_loss(s["a"], t["x"]))
     two = paired_attention_loss(s, t, {"a": "x", "b": "y"})
-    expected = (attention_transfer_loss(s["a"], t["x"]) + attention_transfer_loss(s["b"], t["y"])) / 2
+    expected = attention_transfer_loss(s["a"], t["x"]) + attention_transfer_loss(s["b"], t["y"])
     assert torch.allclose(two, expected)
-    cached = {k: attention_map(v) for k, v in t.items()}
-    assert torch.allclose(paired_attention_loss(s, cached, {"a": "x", "b": "y"}), two)
+    assert torch.equal(paired_attention_loss(s, t, [("a", "x"), ("b", "y")]), two)  # pairs as a sequence
 
 
 def test_paired_attention_loss_rejects_bad_pairs():
@@ -89,15 +87,14 @@ def test_paired_attention_loss_rejects_bad_pairs():
     t = {"x": torch.randn(2, 3, 4, 4)}
     with pytest.raises(ValueError, match="same spatial size"):
         paired_attention_loss(s, t, {"a": "x"})
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="at least one"):
         paired_attention_loss(s, t, {})
 
 
-def test_as_attention_map_passes_maps_through():
-    f = torch.randn(3, 4, 2, 2)
-    q = as_attention_map(f)
-    assert q.shape == (3, 4) and torch.allclose(q.norm(dim=1), torch.ones(3))
-    assert as_attention_map(q) is q
+def test_study_weight_is_the_authors_beta_over_two():
+    """500 x the sum over the two pairs: the authors' code (beta / 2, beta = 1e3), and the same
+    number as the study's earlier 1000 x the mean over the pairs."""
+    assert QUICK.weights["at"] == FULL.weights["at"] == 500.0
 
 
 def test_capstone_terms(small_teacher):
@@ -106,38 +103,63 @@ def test_capstone_terms(small_teacher):
     assert names(capstone_terms("baseline", QUICK, student, None)) == ["ce"]
     assert names(capstone_terms("kd", QUICK, student, small_teacher)) == ["ce", "kd"]
     at = capstone_terms("at", QUICK, student, small_teacher)
-    assert names(at) == ["ce", "at"] and at[1].features == ("layer1", "layer2", "layer3")
+    assert names(at) == ["ce", "at"]
+    assert at[1].student_features == ("layer1", "layer2") and at[1].teacher_features == ("layer2", "layer3")
     assert at[1].weight == QUICK.weights["at"]
     assert names(capstone_terms("kd+at", QUICK, student, small_teacher)) == ["ce", "kd", "at"]
     sp = capstone_terms("sp", QUICK, student, small_teacher)
-    assert names(sp) == ["ce", "sp"] and sp[1].features == ("embedding",)
+    assert names(sp) == ["ce", "sp"] and sp[1].student_features == sp[1].teacher_features == ("embedding",)
     with pytest.raises(ValueError, match="unknown method"):
         capstone_terms("kd+crd", QUICK, student, small_teacher)
     with pytest.raises(ValueError, match="teacher"):
         capstone_terms("kd", QUICK, student, None)
 
 
-def test_cached_maps_give_the_live_loss(small_teacher):
-    """The cache stores attention maps; the loss on them equals the loss on live features."""
+def test_paired_at_is_the_registry_term(small_teacher):
+    """The study's AT is the registry's AT over pairs, no path of its own."""
+    student = CifarCNN()
+    study = capstone_terms("at", QUICK, student, small_teacher)[1]
+    registry = method_terms("at", student=student, teacher=small_teacher, layers={"at": capstone.AT_PAIRS},
+                            weights={"at": 500.0})[1]
+    direct = attention_term(500.0, capstone.AT_PAIRS)
+    x = _images(3)
+    s_out = dict(feature_extractor(student, ["layer1", "layer2"])(x))
+    t_out = dict(feature_extractor(small_teacher, ["layer2", "layer3"])(x))
+    values = [term.fn(s_out, t_out, None) for term in (study, registry, direct)]
+    assert torch.equal(values[0], values[1]) and torch.equal(values[0], values[2])
+
+
+def test_distiller_reads_each_side_by_its_own_names(small_teacher):
+    student = CifarCNN()
+    distiller = Distiller(student, small_teacher, capstone_terms("kd+at", QUICK, student, small_teacher))
+    assert distiller.student_features == ("layer1", "layer2")
+    assert distiller.teacher_features == ("layer2", "layer3")
+    x, y = _images(4), torch.tensor([0, 1, 2, 3])
+    loss, parts, _ = distiller.compute_loss(x, y)
+    assert set(parts) == {"ce", "kd", "at"} and torch.isfinite(loss)
+
+
+def test_cached_feature_maps_give_the_live_loss(small_teacher):
+    """The cache stores the teacher's feature maps; the loss on them equals the loss on live ones."""
     x = _images(5)
     student = CifarCNN()
     term = capstone_terms("at", QUICK, student, small_teacher)[1]
-    s_out = dict(feature_extractor(student, term.features)(x))
-    live = dict(feature_extractor(small_teacher, term.features)(x))
-    cached = teacher_targets(small_teacher, x, term.features, batch_size=2)
-    assert cached["layer3"].shape == (5, 8 * 8) and cached["layer2"].shape == (5, 16 * 16)
+    s_out = dict(feature_extractor(student, term.student_features)(x))
+    live = dict(feature_extractor(small_teacher, term.teacher_features)(x))
+    cached = teacher_outputs(small_teacher, x, term.teacher_features, batch_size=2)
+    assert cached["layer3"].shape == (5, 16, 8, 8) and cached["layer2"].shape == (5, 8, 16, 16)
     assert torch.allclose(term.fn(s_out, live, None), term.fn(s_out, cached, None), atol=1e-6)
 
 
 # ------------------------------------------------------------------ the teacher cache
 
 
-def test_teacher_targets_shapes(small_teacher):
+def test_teacher_outputs_shapes(small_teacher):
     x = _images(5)
-    out = teacher_targets(small_teacher, x, ("embedding", "layer3"), batch_size=2)
+    out = teacher_outputs(small_teacher, x, ("embedding", "layer3"), batch_size=2)
     assert set(out) == {"logits", "embedding", "layer3"}
     assert out["logits"].shape == (5, 10) and out["embedding"].shape == (5, 16)
-    assert torch.allclose(out["layer3"].norm(dim=1), torch.ones(5))
+    assert out["layer3"].shape == (5, 16, 8, 8)
     with torch.no_grad():
         assert torch.allclose(out["logits"], small_teacher(x), atol=1e-5)
 
@@ -159,26 +181,26 @@ def test_cache_key_depends_on_teacher_data_features_and_subset():
     assert teacher_cache_key("abc", x, ("layer3", "embedding")) == teacher_cache_key("abc", x, ("embedding", "layer3"))
 
 
-def test_cached_teacher_targets_roundtrip(cache_dir, small_teacher):
+def test_cached_teacher_outputs_roundtrip(cache_dir, small_teacher):
     x = _images(6)
-    first, hit = cached_teacher_targets(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
+    first, hit = cached_teacher_outputs(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
     assert not hit
     files = list(cache_dir.glob("cifar10-teacher-*.pt"))
     assert len(files) == 1
-    second, hit = cached_teacher_targets(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
+    second, hit = cached_teacher_outputs(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
     assert hit and set(second) == set(first)
     assert all(torch.equal(first[k], second[k]) for k in first)
     # another checkpoint digest: a new entry, computed again
-    _, hit = cached_teacher_targets(small_teacher, x, ("embedding",), teacher_sha256="u", seed=0)
+    _, hit = cached_teacher_outputs(small_teacher, x, ("embedding",), teacher_sha256="u", seed=0)
     assert not hit and len(list(cache_dir.glob("cifar10-teacher-*.pt"))) == 2
     # a damaged file is recomputed and replaced
     files[0].write_bytes(b"not a torch file")
-    third, hit = cached_teacher_targets(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
+    third, hit = cached_teacher_outputs(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
     assert not hit and torch.equal(third["logits"], first["logits"])
-    _, hit = cached_teacher_targets(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
+    _, hit = cached_teacher_outputs(small_teacher, x, ("embedding",), teacher_sha256="t", seed=0)
     assert hit
     # cache=False never touches the disk
-    _, hit = cached_teacher_targets(small_teacher, x, (), teacher_sha256="v", cache=False)
+    _, hit = cached_teacher_outputs(small_teacher, x, (), teacher_sha256="v", cache=False)
     assert not hit and len(list(cache_dir.glob("cifar10-teacher-*.pt"))) == 2
 
 
@@ -242,19 +264,15 @@ def test_checker_accepts_the_reference(capsys):
 
 def test_checker_names_classic_mistakes():
     def same_names(s, t, pairs):
-        return sum(attention_transfer_loss(s[a], t[a]) for a in pairs) / len(pairs)
+        return sum(attention_transfer_loss(s[a], t[a]) for a in pairs)
 
-    def summed(s, t, pairs):
-        return sum((attention_map(s[a]) - as_attention_map(t[b])).pow(2).mean() for a, b in pairs.items())
-
-    def ignores_cache(s, t, pairs):
+    def averaged(s, t, pairs):
         return sum((attention_map(s[a]) - attention_map(t[b])).pow(2).mean() for a, b in pairs.items()) / len(pairs)
 
     def todo(s, t, pairs):
         raise NotImplementedError("Exercise")
 
-    for fn, words in ((same_names, "same name"), (summed, "average them over the pairs"),
-                      (ignores_cache, "as_attention_map"), (todo, "not implemented yet")):
+    for fn, words in ((same_names, "same name"), (averaged, "add them up"), (todo, "not implemented yet")):
         with pytest.raises(AssertionError, match=words):
             check_paired_attention_loss(fn)
 

@@ -6,9 +6,9 @@ import re
 import pytest
 
 from checker_frames import shown_checker_frames
-from kdcourse.capstone import as_attention_map, paired_attention_loss
 from kdcourse.checks import check_paired_attention_loss
 from kdcourse.losses import attention_map
+from kdcourse.methods import paired_attention_loss
 
 
 def fails_with(fn, *patterns):
@@ -20,8 +20,8 @@ def fails_with(fn, *patterns):
     return info
 
 
-def mean_over_pairs(pairs, pair_loss):
-    return sum(pair_loss(s, t) for s, t in pairs) / len(pairs)
+def sum_over_pairs(pairs, pair_loss):
+    return sum(pair_loss(s, t) for s, t in pairs)
 
 
 def test_reference_passes(capsys):
@@ -31,8 +31,8 @@ def test_reference_passes(capsys):
 
 def test_student_layer_name_used_on_the_teacher_is_named():
     def loss(student_out, teacher_out, pairs):
-        return mean_over_pairs(pairs.items(), lambda s, t: (attention_map(student_out[s])
-                                                             - as_attention_map(teacher_out[s])).pow(2).mean())
+        return sum_over_pairs(pairs.items(), lambda s, t: (attention_map(student_out[s])
+                                                             - attention_map(teacher_out[s])).pow(2).mean())
 
     fails_with(loss, "KeyError: 'layer2'", "teacher_out has no layer 'layer2'", "STUDENT's layer name",
                "teacher_out\\[teacher_name\\]", "pairs.items\\(\\)")
@@ -40,8 +40,8 @@ def test_student_layer_name_used_on_the_teacher_is_named():
 
 def test_teacher_layer_name_used_on_the_student_is_named():
     def loss(student_out, teacher_out, pairs):
-        return mean_over_pairs(pairs.items(), lambda s, t: (attention_map(student_out[t])
-                                                             - as_attention_map(teacher_out[t])).pow(2).mean())
+        return sum_over_pairs(pairs.items(), lambda s, t: (attention_map(student_out[t])
+                                                             - attention_map(teacher_out[t])).pow(2).mean())
 
     fails_with(loss, "student_out has no layer 'block3'", "TEACHER's layer name")
 
@@ -50,15 +50,15 @@ def test_iterating_over_the_dict_of_pairs_is_named():
     def loss(student_out, teacher_out, pairs):
         total = 0.0
         for s, t in pairs:  # the keys only: each name is unpacked into two variables
-            total = total + (attention_map(student_out[s]) - as_attention_map(teacher_out[t])).pow(2).mean()
-        return total / len(pairs)
+            total = total + (attention_map(student_out[s]) - attention_map(teacher_out[t])).pow(2).mean()
+        return total
 
     fails_with(loss, "values to unpack", "gives its KEYS only", "for student_name, teacher_name in pairs.items\\(\\)")
 
 
 def test_tracebacks_hide_the_checkers_frames():
     def loss(student_out, teacher_out, pairs):
-        return mean_over_pairs(pairs, lambda s, t: 0.0)
+        return sum_over_pairs(pairs, lambda s, t: 0.0)
 
     info = fails_with(loss, "values to unpack")
     assert shown_checker_frames(info.value) == []

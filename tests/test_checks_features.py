@@ -161,7 +161,8 @@ def _modified(**changes):
     (_modified(module=None), ["left out of the optimizer", "module=regressor"]),
     (_modified(module=lambda term: nn.Conv2d(8, 16, 1, bias=False)), ["same regressor", "ONE regressor"]),
     (_modified(weight=1.0), ["weight is 1.0", "don't hard-code"]),
-    (_modified(features=()), ["features=\\('layer2',\\)"]),
+    # a LossTerm built without features= (neither side reads the layer)
+    (_modified(features=(), student_features=(), teacher_features=()), ["features=\\('layer2',\\)"]),
     (lambda weight, student, teacher, feature, x: learner_hint_term(weight, student, teacher, feature, x).fn,
      ["return a LossTerm"]),
 ])

@@ -294,16 +294,16 @@ def test_method_info_describes_what_method_terms_builds(capsys):
     import importlib
 
     from kdcourse.__main__ import main
-    from kdcourse.distill import DEFAULT_WEIGHTS, METHOD_INFO, METHODS, method_terms
+    from kdcourse.methods import DEFAULT_WEIGHTS, METHODS, REGISTRY, method_terms
     from kdcourse.models import DigitsCNN
 
-    assert set(METHOD_INFO) == set(METHODS)
+    assert tuple(REGISTRY) == METHODS and all(REGISTRY[m].name == m for m in METHODS)
     teacher, student = DigitsCNN(8), DigitsCNN(4)
     x = torch.randn(2, 1, 8, 8)
     for name in METHODS:
-        info = METHOD_INFO[name]
+        info = REGISTRY[name]
         terms = method_terms(name, student=student, teacher=teacher, sample_input=x)
-        assert tuple(t.name for t in terms) == info.terms, name
+        assert tuple(t.name for t in terms) == info.term_names, name
         assert all(k in DEFAULT_WEIGHTS for k in info.weights), name
         for w in info.weights:  # each listed weight is the one its term gets by default
             assert next(t for t in terms if t.name == w).weight == DEFAULT_WEIGHTS[w], (name, w)

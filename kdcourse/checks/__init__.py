@@ -1,5 +1,5 @@
 """Exercise checkers. Each ``check_*`` runs a learner's function on fixed inputs against the
-reference in :mod:`kdcourse.losses` (or :mod:`kdcourse.distill`); when right it prints one
+reference in :mod:`kdcourse.losses` (or :mod:`kdcourse.methods`); when right it prints one
 success line, when wrong it raises ``AssertionError`` whose message names the likely mistake.
 """
 from .logits import *  # lessons 01-02: softmax, entropy, kd_loss, distillation_loss
@@ -14,9 +14,8 @@ from .pitfalls import *  # lesson 07: diagnose a mystery distiller from its symp
 # A skipped exercise does not stop its lesson: each checker, given the untouched stub, puts the
 # package's reference in its place and says so (kdcourse/checks/fallback.py). Lesson 07's
 # diagnoses are answers, not functions, and its lesson runs past them without a fallback.
-from .. import capstone as _capstone  # noqa: E402
-from .. import distill as _distill  # noqa: E402
 from .. import losses as _losses  # noqa: E402
+from .. import methods as _methods  # noqa: E402
 from .. import models as _models  # noqa: E402
 from . import fallback as _fallback  # noqa: E402
 from . import lm as _lm  # noqa: E402
@@ -33,9 +32,9 @@ _REFERENCES = {  # checker -> (the reference a skipped exercise is replaced by, 
     "check_accuracy": (_fallback.reference_accuracy, "kdcourse.checks.fallback.reference_accuracy"),
     "check_kd_training_step": (_fallback.reference_kd_training_step,
                                "kdcourse.checks.fallback.reference_kd_training_step"),
-    "check_make_regressor": (_distill.make_regressor, "kdcourse.distill.make_regressor"),
+    "check_make_regressor": (_methods.make_regressor, "kdcourse.methods.make_regressor"),
     "check_hint_loss": (_losses.hint_loss, "kdcourse.losses.hint_loss"),
-    "check_hint_term": (_distill.hint_term, "kdcourse.distill.hint_term"),
+    "check_hint_term": (_methods.hint_term, "kdcourse.methods.hint_term"),
     "check_attention_map": (_losses.attention_map, "kdcourse.losses.attention_map"),
     "check_attention_transfer_loss": (_losses.attention_transfer_loss, "kdcourse.losses.attention_transfer_loss"),
     "check_rkd_distance_loss": (_losses.rkd_distance_loss, "kdcourse.losses.rkd_distance_loss"),
@@ -44,8 +43,8 @@ _REFERENCES = {  # checker -> (the reference a skipped exercise is replaced by, 
     "check_similarity_matrix": (_losses.similarity_matrix, "kdcourse.losses.similarity_matrix"),
     "check_similarity_preserving_loss": (_losses.similarity_preserving_loss,
                                          "kdcourse.losses.similarity_preserving_loss"),
-    "check_labeled_cross_entropy": (_distill.labeled_cross_entropy, "kdcourse.distill.labeled_cross_entropy"),
-    "check_paired_attention_loss": (_capstone.paired_attention_loss, "kdcourse.capstone.paired_attention_loss"),
+    "check_labeled_cross_entropy": (_methods.labeled_cross_entropy, "kdcourse.methods.labeled_cross_entropy"),
+    "check_paired_attention_loss": (_methods.paired_attention_loss, "kdcourse.methods.paired_attention_loss"),
     "check_paired_gain": (_statistics._reference, "the paired gain of kdcourse.checks.statistics"),
     "check_masked_token_kd": (_lm.MASKED_TOKEN_KD.reference, "kdcourse.losses.token_kd_loss"),
     "check_reverse_kl": (_lm.REVERSE_KL.reference, "kdcourse.losses.token_kd_loss(divergence='reverse')"),

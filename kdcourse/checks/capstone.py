@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..capstone import paired_attention_loss as _reference
 from ..losses import attention_map
+from ..methods import paired_attention_loss as _reference
 from .engine import Variant as _Variant
 from .engine import close as _close
 from .engine import diagnose as _diagnose
@@ -36,62 +36,52 @@ def _outputs(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.T
 
 
 # Student layer1 is 4x4 like teacher layer2, student layer2 2x2 like teacher layer3: pairing by the
-# same name (or the wrong way round) mixes resolutions. Case 2 holds the teacher's maps as the
-# cache stores them, (N, H*W); case 3 has a single pair between layers whose names differ (a teacher
-# of another architecture), so a student name used on the teacher's outputs raises a KeyError there.
-_STUDENT = _outputs({"layer1": (4, 3, 4, 4), "layer2": (4, 5, 2, 2), "layer3": (4, 6, 1, 1),
-                     "logits": (4, 10)}, seed=30)
-_TEACHER = _outputs({"layer1": (4, 2, 8, 8), "layer2": (4, 7, 4, 4), "layer3": (4, 9, 2, 2),
-                     "logits": (4, 10)}, seed=40)
-_TEACHER_CACHED = {k: (attention_map(v) if v.dim() == 4 else v) for k, v in _TEACHER.items()}
+# same name (or the wrong way round) mixes resolutions. Case 3 has a single pair between layers whose
+# names differ (a teacher of another architecture), so a student name used on the teacher's outputs
+# raises a KeyError there.
+_SHAPES_S = {"layer1": (4, 3, 4, 4), "layer2": (4, 5, 2, 2), "layer3": (4, 6, 1, 1), "logits": (4, 10)}
+_SHAPES_T = {"layer1": (4, 2, 8, 8), "layer2": (4, 7, 4, 4), "layer3": (4, 9, 2, 2), "logits": (4, 10)}
+_STUDENT, _TEACHER = _outputs(_SHAPES_S, seed=30), _outputs(_SHAPES_T, seed=40)
 _TEACHER_RENAMED = {"block3": _TEACHER["layer3"], "logits": _TEACHER["logits"]}
 _CASES = [
-    (_STUDENT, _TEACHER, _PAIRS, "teacher feature maps"),
-    (_STUDENT, _TEACHER_CACHED, _PAIRS, "teacher attention maps from the cache"),
+    (_STUDENT, _TEACHER, _PAIRS, "two pairs"),
+    (_outputs(_SHAPES_S, seed=60), _outputs(_SHAPES_T, seed=70), _PAIRS, "two pairs, other values"),
     (_STUDENT, _TEACHER_RENAMED, {"layer2": "block3"}, "one pair"),
 ]
 
 
-def _q(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dim() == 2 else attention_map(x)
-
-
 def _raw_q(x: torch.Tensor) -> torch.Tensor:
-    """The map without the L2 normalisation (a cached map is normalised already)."""
-    return x if x.dim() == 2 else x.abs().pow(2).mean(1).flatten(1)
+    """The map without the L2 normalisation."""
+    return x.abs().pow(2).mean(1).flatten(1)
 
 
-def _per_pair(s, t, pairs, q=_q, reduce=lambda d: d.pow(2).mean()):
+def _per_pair(s, t, pairs, q=attention_map, reduce=lambda d: d.pow(2).mean()):
     return [reduce(q(s[a]) - q(t[b])) for a, b in pairs.items()]
 
 
 def _variants() -> list[_Variant]:
-    def mean(xs):
-        return sum(xs) / len(xs)
-
     return [
         _Variant((), lambda s, t, p: _reference(s, t, p)),
-        _Variant(("it adds the pairs' losses; average them over the pairs (divide by len(pairs)), so that "
-                  "the term's weight does not depend on how many layers you pair.",),
-                 lambda s, t, p: sum(_per_pair(s, t, p))),
+        _Variant(("it averages the pairs' losses; add them up (the sum over the pairs), as the authors' code, "
+                  "RepDistiller and mdistiller do: the term's weight (beta/2 = 500 here) carries the scale.",),
+                 lambda s, t, p: sum(_per_pair(s, t, p)) / len(p)),
         _Variant(("it sums the squared differences over positions (the paper's per-example norm) and "
                   "averages over the batch only; this course averages over batch AND positions "
                   "(`.pow(2).mean()`), as the authors' code does (their beta/2 goes into the weight).",),
-                 lambda s, t, p: mean(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum(1).mean()))),
+                 lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum(1).mean()))),
         _Variant(("it sums the squared differences over everything; average them (`.pow(2).mean()`).",),
-                 lambda s, t, p: mean(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum()))),
+                 lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum()))),
         _Variant(("it returns the norm of the difference (per example), not its square: use the mean of the "
                   "squared differences.",),
-                 lambda s, t, p: mean(_per_pair(s, t, p, reduce=lambda d: d.norm(dim=1).mean()))),
+                 lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.norm(dim=1).mean()))),
         _Variant(("the student's attention maps are not normalised: use attention_map(...), which divides each "
                   "map by its L2 norm, so that only WHERE a network looks matters, not how strongly.",),
-                 lambda s, t, p: mean([(_raw_q(s[a]) - _q(t[b])).pow(2).mean() for a, b in p.items()])),
+                 lambda s, t, p: sum((_raw_q(s[a]) - attention_map(t[b])).pow(2).mean() for a, b in p.items())),
         _Variant(("the attention maps are not normalised: use attention_map(...) (unit L2 norm per example).",),
-                 lambda s, t, p: mean(_per_pair(s, t, p, q=_raw_q))),
+                 lambda s, t, p: sum(_per_pair(s, t, p, q=_raw_q))),
         _Variant(("it compares the feature maps' absolute values (p = 1); attention transfer squares them "
                   "(attention_map's default p = 2).",),
-                 lambda s, t, p: mean([(attention_map(s[a], 1) - (t[b] if t[b].dim() == 2 else attention_map(t[b], 1)))
-                                       .pow(2).mean() for a, b in p.items()])),
+                 lambda s, t, p: sum(_per_pair(s, t, p, q=lambda x: attention_map(x, 1)))),
     ]
 
 
@@ -120,10 +110,6 @@ def _error_hint(error: Exception, student_out=None, teacher_out=None, pairs=None
         return (f"\nIterating over a dict gives its KEYS only (the student's layer names, strings), so "
                 f"`for s, t in pairs:` tries to unpack each name into two variables. Use {_ITEMS}, which "
                 "gives (student layer, teacher layer) pairs.")
-    if isinstance(error, ValueError) and "4-D" in text:
-        return ("\nThe teacher's entry is already an attention map, shape (N, H*W), when it comes from the "
-                "cache: use as_attention_map(teacher_out[teacher_name]), which maps feature maps and "
-                "passes maps through.")
     if "size of tensor" in text or "spatial size" in text or "shape" in text:
         return ("\nThe two maps have different sizes: did you read both sides under the same name, or the pair "
                 "the wrong way round? `pairs` maps student layer -> teacher layer of the SAME resolution: "
@@ -133,9 +119,8 @@ def _error_hint(error: Exception, student_out=None, teacher_out=None, pairs=None
 
 def check_paired_attention_loss(fn: Callable) -> None:
     """Check ``fn(student_out, teacher_out, pairs)`` against
-    :func:`kdcourse.capstone.paired_attention_loss`: for every ``{student layer: teacher layer}``
-    pair the mean squared difference of the unit-norm attention maps, averaged over the pairs;
-    teacher entries may be feature maps or already computed maps (``as_attention_map``).
+    :func:`kdcourse.methods.paired_attention_loss`: for every ``{student layer: teacher layer}``
+    pair the mean squared difference of the unit-norm attention maps, summed over the pairs.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = _name(fn, "paired_attention_loss")
@@ -155,8 +140,8 @@ def check_paired_attention_loss(fn: Callable) -> None:
         s = {k: v.clone().requires_grad_(True) for k, v in _STUDENT.items()}
         loss = fn(s, _TEACHER, _PAIRS)
         _check_gradient(name, loss, s["layer1"], "the student's layer1 features")
-        print(f"✓ {name} matches the reference on {len(_CASES)} test cases (two pairs and one; teacher "
-              "feature maps and cached attention maps), and the gradient reaches the student's features.")
+        print(f"✓ {name} matches the reference on {len(_CASES)} test cases (two pairs and one, layers of "
+              "different names), and the gradient reaches the student's features.")
         return
     inputs = [(s, t, p) for s, t, p, _ in _CASES]
     message = _explain(name, _diagnose(outputs, inputs, _variants()))
@@ -170,8 +155,8 @@ def check_paired_attention_loss(fn: Callable) -> None:
             if not _close(out, e):
                 message = (f"{name}(pairs={p}, {what}) returned {_fmt(out)}, expected {_fmt(e)}. No classic "
                            "mistake explains this; for each pair compute attention_map(student_out[s]) and "
-                           "as_attention_map(teacher_out[t]), take the mean squared difference, and average "
-                           "over the pairs.")
+                           "attention_map(teacher_out[t]), take the mean squared difference, and add up the "
+                           "pairs' losses.")
                 break
     raise AssertionError(message)
 

@@ -346,10 +346,11 @@ def check_hint_term(fn: Callable) -> None:
                 f"{name}: the term's weight is {term.weight!r}, expected the weight passed in ({weight}). "
                 "train() multiplies fn's value by term.weight: pass it through, don't hard-code it."
             )
-        if feature not in term.features:
+        if feature not in term.student_features or feature not in term.teacher_features:
             raise AssertionError(
-                f"{name}: the term's features are {term.features!r}; name the hint layer, features=({feature!r},), "
-                "so that train() pulls that layer from both networks with the feature extractor."
+                f"{name}: the term reads {term.student_features!r} from the student and {term.teacher_features!r} "
+                f"from the teacher; name the hint layer, features=({feature!r},), so that train() pulls that "
+                "layer from both networks with the feature extractor."
             )
         if term.module is None:
             raise AssertionError(

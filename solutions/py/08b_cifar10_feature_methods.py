@@ -54,15 +54,15 @@ import torch
 import torch.nn.functional as F  # for your exercise, if you like F.mse_loss
 
 from kdcourse import capstone
-from kdcourse.capstone import (AT_PAIRS, as_attention_map, cifar10_study, format_size_latency,
-                               format_table, size_latency_table)
+from kdcourse.capstone import AT_PAIRS, cifar10_study, format_size_latency, format_table, size_latency_table
 from kdcourse.checks import check_paired_attention_loss
 from kdcourse.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_cifar10_data, tensors
 from kdcourse.distill import seed_everything
 from kdcourse.losses import attention_map
 from kdcourse.models import CifarCNN, count_parameters, feature_extractor, feature_names
 from kdcourse.plots import learning_curves, mean_std_bars, paired_gains
-from kdcourse.teachers import cifar10_teacher_info, load_cifar10_teacher
+from kdcourse.teacher_cache import teacher_cache_key
+from kdcourse.teachers import CIFAR10_TEACHER_SHA256, cifar10_teacher_info, load_cifar10_teacher
 
 torch.set_num_threads(1)  # small networks: one thread is nearly as fast, and the numbers repeat on any core count
 seed_everything(0)
@@ -163,20 +163,20 @@ print("AT_PAIRS (student layer -> teacher layer):", AT_PAIRS)
 # - `student_out`, `teacher_out`: dicts of tensors by layer name (what the distiller's feature
 #   extractors return); `pairs`: `{student layer: teacher layer}`, like `AT_PAIRS`;
 # - for each pair: the mean (over the batch and the positions) of the squared difference between
-#   `attention_map(student_out[s])` and the teacher's map; return the **average over the pairs**;
-# - the teacher's entry is a feature map `(N, C, H, W)` when the teacher runs live, but already an
-#   attention map `(N, H*W)` when it comes from the cache (section 3): `as_attention_map(t)` handles
-#   both (it returns `attention_map(t)` for a feature map and `t` itself for a map).
+#   `attention_map(student_out[s])` and `attention_map(teacher_out[t])`;
+# - return the **sum over the pairs**, as the authors' code, RepDistiller and mdistiller do: the
+#   term's weight carries the scale (the authors' $\beta/2$), so with one pair of the same name this
+#   is lesson 05's `attention_transfer_loss`.
 
 # %%
 def paired_attention_loss(student_out, teacher_out, pairs):
-    ### BEGIN SOLUTION implement paired_attention_loss (one AT loss per pair, averaged over the pairs)
+    ### BEGIN SOLUTION implement paired_attention_loss (one AT loss per pair, summed over the pairs)
     total = 0.0
     for s_name, t_name in pairs.items():
         q_s = attention_map(student_out[s_name])
-        q_t = as_attention_map(teacher_out[t_name])
+        q_t = attention_map(teacher_out[t_name])
         total = total + (q_s - q_t).pow(2).mean()
-    return total / len(pairs)
+    return total
     ### END SOLUTION
 
 
@@ -187,8 +187,8 @@ check_paired_attention_loss(paired_attention_loss)
 # ## 3. The teacher's outputs, cached on disk
 #
 # Without data augmentation the teacher sees the same training images in every epoch, so its
-# outputs never change: the study computes them **once** (logits, embeddings and the attention maps
-# of its layers) and saves them in the cache folder. The teacher's forward pass is the expensive
+# outputs never change: the study computes them **once** (logits, embeddings and the feature maps
+# of the layers the pairs name) and saves them in the cache folder. The teacher's forward pass is the expensive
 # part on a CPU (a ResNet 99 times larger than the student), and the cache turns it into a file
 # read the next time you run this notebook.
 #
@@ -197,14 +197,17 @@ check_paired_attention_loss(paired_attention_loss)
 # names and a digest of the input images themselves. Retrain the teacher, change the subset or the
 # layers, and the key changes.
 #
-# The cache stores attention maps rather than feature maps: 64 numbers per image for the teacher's
-# 8x8 `layer3` instead of 8,192 (that is why your loss accepts both).
+# The cache holds what the live teacher would hand the loss, feature maps included, so one loss
+# serves both ways of running the teacher. The next cell prints how much that is per image.
 
 # %%
 params = {"train_size": reg.train_size, "test_size": reg.test_size, "seed": reg.data_seed, "split": "train"}
-key = capstone.teacher_cache_key(capstone.CIFAR10_TEACHER_SHA256, x_train, capstone.TEACHER_FEATURES,
-                                 **params)
+key = teacher_cache_key(CIFAR10_TEACHER_SHA256, x_train, capstone.TEACHER_FEATURES, **params)
 print("cache file:", f"cifar10-teacher-{key}.pt")
+shapes = {n: tuple(t_out[n].shape[1:]) for n in capstone.TEACHER_FEATURES}
+numbers = 10 + sum(int(np.prod(s)) for s in shapes.values())  # with the 10 logits
+print("teacher outputs cached per image:", ", ".join(f"{n} {s}" for n, s in shapes.items()),
+      f"and the logits: {numbers:,} numbers, {numbers * 4 * len(x_train) / 1e6:.0f} MB for the {len(x_train)} images")
 
 # %% [markdown]
 # ## 4. The study
@@ -217,13 +220,14 @@ print("cache file:", f"cifar10-teacher-{key}.pt")
 # |---|---|
 # | `baseline` | cross-entropy on the labels |
 # | `kd` | $(1-\alpha)\,\mathrm{CE} + \alpha\,T^2\,\mathrm{KL}(p_t^T \,\|\, p_s^T)$, $T = 4$, $\alpha = 0.9$ |
-# | `at` | CE + 1000 × `paired_attention_loss` over `AT_PAIRS` |
+# | `at` | CE + 500 × `paired_attention_loss` over `AT_PAIRS` (the sum over the two pairs) |
 # | `sp` | CE + 3000 × SP on the embeddings |
 #
-# The `at` students train with the package's `capstone.paired_attention_loss`, the reference your
-# function was checked against: two right answers can differ in the last bits of a float, and twenty
+# The `at` students train with the package's `kdcourse.methods.paired_attention_loss` (the
+# registry's attention transfer over these pairs), the reference your function was checked against: two right answers can differ in the last bits of a float, and twenty
 # epochs can grow that into a few test images, so the study uses one of them and the numbers below are
-# the ones this text quotes whichever way you wrote yours. The weights 1000 and 3000 are the papers' (for CIFAR), not tuned here. The result is the accuracy
+# the ones this text quotes whichever way you wrote yours. The weights are the authors' for CIFAR, not tuned here: 500 is Zagoruyko & Komodakis' $\beta/2$
+# with $\beta = 1000$ (mdistiller and RepDistiller use 1000 times the same sum), 3000 is Tung & Mori's $\gamma$. The result is the accuracy
 # on the 5,000 test images after the last epoch; for the learning curves, the seed-0 students are
 # also scored on 500 of them after every epoch (nothing is chosen on these numbers). The progress bar counts runs (methods ×
 # seeds); the first printed line says whether the teacher's outputs came from the cache. The
@@ -231,8 +235,7 @@ print("cache file:", f"cifar10-teacher-{key}.pt")
 
 # %%
 seeds = 3
-study = cifar10_study(methods=("baseline", "kd", "at", "sp"), seeds=seeds, reg=reg, data=data,
-                      at_loss=capstone.paired_attention_loss)  # the reference yours was checked against
+study = cifar10_study(methods=("baseline", "kd", "at", "sp"), seeds=seeds, reg=reg, data=data)
 t = study.timings
 print(f"teacher outputs: {'loaded from the cache' if t['teacher_from_cache'] else 'computed and cached'} "
       f"in {t['teacher_seconds']:.1f} s; whole study {t['total_seconds']:.0f} s on {study.device}")
@@ -441,13 +444,13 @@ else:
 #    pools of several sizes at equal steps; (c) what they are: a held-out pool (`pool="held-out"`).
 #    Always paired by seed.
 # 2. The shape table offers one more pair at the same resolution: the student's `stem`, `(8, 32, 32)`,
-#    with the teacher's `layer1`, `(32, 32, 32)` (or its `stem`; the cache keeps `layer1`'s maps):
+#    with the teacher's `layer1`, `(32, 32, 32)` (or its `stem`; the study caches whichever teacher layers
+#    the pairs name):
 #    `{"stem": "layer1", "layer1": "layer2", "layer2": "layer3"}`. The student's `layer3`, `(32, 4, 4)`,
 #    has no 4x4 partner: to compare it with the teacher's 8x8 `layer3`, resize one of the two maps
-#    before comparing. Pool the teacher's: reshape its map to `(N, 1, 8, 8)`, average-pool 2x2
-#    (`F.avg_pool2d` or `F.adaptive_avg_pool2d(..., 4)`), flatten and normalise again to unit L2 norm (the
-#    cached maps are already normalised, so the renormalisation is needed); or upsample the student's
-#    map (bilinear) to 8x8 and renormalise. Pooling the teacher does not ask the student for detail it
+#    before comparing. Pool the teacher's: average-pool its feature map 2x2 (`F.avg_pool2d(t, 2)` or
+#    `F.adaptive_avg_pool2d(t, 4)`) before `attention_map`, which normalises the pooled map to unit L2
+#    norm; or upsample the student's map (bilinear) to 8x8 and renormalise. Pooling the teacher does not ask the student for detail it
 #    cannot represent. The new pair's weight then needs tuning like the others.
 # 3. Keep a labelled validation set apart from the training images:
 #    `load_cifar10_data(train_size=..., val_size=..., seed=...)` sets a stratified validation split aside
