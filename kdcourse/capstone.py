@@ -23,7 +23,6 @@ One study, shared by lesson 08b and ``python -m kdcourse compare --dataset cifar
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,11 +34,11 @@ from torch.utils.data import TensorDataset
 from . import config
 from .compare import format_table, to_json
 from .data import DataSplits, load_cifar10_data, subset, tensors
-from .distill import METHODS, History, LossTerm, evaluate, method_terms, seed_everything, train
+from .distill import METHODS, History, LossTerm, TrainConfig, evaluate, method_terms
 from .models import CifarCNN, count_parameters, measure_latency
+from .study import RunPlan, Runs
 from .teacher_cache import cached_teacher_outputs
 from .teachers import CIFAR10_TEACHER_SHA256, load_cifar10_teacher
-from .transfer import summarize
 
 __all__ = [
     "CifarRegime",
@@ -106,6 +105,14 @@ class CifarRegime:
         "rkd_distance": 25.0,  # Park et al.
         "rkd_angle": 50.0,
     })
+
+    def train_config(self) -> TrainConfig:
+        """The students' :class:`~kdcourse.distill.TrainConfig` in this regime (method and seed set
+        per run; the loss terms come from :func:`capstone_terms`, with ``T``, ``alpha`` and ``weights``)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                           optimizer=self.optimizer, cosine=self.cosine, T=self.T, alpha=self.alpha,
+                           weights=dict(self.weights), layers={"at": self.at_pairs},
+                           augment=random_crop_flip if self.augment else None)
 
     def describe(self) -> str:
         images = f"{self.train_size:,}" if self.train_size else "all 50,000"
@@ -232,8 +239,6 @@ def cifar10_study(
 
     Raises the data loader's error (with instructions) when CIFAR-10 is not available.
     """
-    from tqdm.auto import tqdm
-
     reg = reg or regime()
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -286,41 +291,30 @@ def cifar10_study(
     curve_data = data.test
     if reg.curve_size is not None and reg.curve_size < len(y_test):
         curve_data = subset(data.test, reg.curve_size, seed=reg.data_seed)
-    histories: dict[str, list[History]] = {}
-    students: dict[str, nn.Module] = {}
-    bar = tqdm(total=len(methods) * seeds, desc="CIFAR-10 study", disable=not config.progress_enabled(progress))
-    for method in methods:
-        accs, secs = [], []
-        for seed in range(seeds):
-            bar.set_postfix(method=method, seed=seed)
-            seed_everything(seed)
-            student = CifarCNN(reg.student_widths).to(dev)
-            terms = capstone_terms(method, reg, student, teacher)
-            needs_teacher = any(t.needs_teacher for t in terms)
-            run_cache = None
-            if train_cache is not None and needs_teacher:
-                names = {"logits", *{f for t in terms for f in t.teacher_features}}
-                run_cache = {k: v.to(dev) for k, v in train_cache.items() if k in names}
-            start = time.perf_counter()
-            history = train(
-                student, train_data, teacher=teacher if needs_teacher else None, method=method, terms=terms,
-                val_data=curve_data if seed == 0 else None, epochs=reg.epochs, batch_size=reg.batch_size, lr=reg.lr,
-                weight_decay=reg.weight_decay, optimizer=reg.optimizer, cosine=reg.cosine, seed=seed,
-                augment=random_crop_flip if reg.augment else None, teacher_cache=run_cache,
-                cache_teacher=False, progress=False, device=str(dev),
-            )
-            secs.append(time.perf_counter() - start)
-            accs.append(history.val_acc[-1] if history.val_acc and curve_data is data.test
-                        else evaluate(student, data.test))
-            history.student = None  # keep only the seed-0 students
-            histories.setdefault(method, []).append(history)
-            if seed == 0:
-                students[method] = student.cpu().eval()
-            bar.update()
-        results[method] = {
-            **summarize(accs), "params": count_parameters(student), "seconds": statistics.fmean(secs),
-        }
-    bar.close()
+    config_ = reg.train_config().replace(cache_teacher=False, device=str(dev))
+
+    def plan(method: str, seed: int) -> RunPlan:
+        terms = capstone_terms(method, reg, CifarCNN(reg.student_widths).to(dev), teacher)  # what it reads
+        needs_teacher = any(t.needs_teacher for t in terms)
+        run_cache = None
+        if train_cache is not None and needs_teacher:
+            names = {"logits", *{f for t in terms for f in t.teacher_features}}
+            run_cache = {k: v.to(dev) for k, v in train_cache.items() if k in names}
+        return RunPlan(train_data, config_.replace(method=method), teacher if needs_teacher else None, run_cache,
+                       val_data=curve_data if seed == 0 else None,
+                       terms=lambda student: capstone_terms(method, reg, student, teacher))
+
+    def score(student: nn.Module, history: History) -> float:
+        # seed 0 scored the whole test set after its last epoch already when the curve is the test set
+        if history.val_acc and curve_data is data.test:
+            return history.val_acc[-1]
+        return evaluate(student, data.test)
+
+    runs = Runs(lambda: CifarCNN(reg.student_widths).to(dev), plan, score, keep_students="first")
+    study = runs.study(methods, seeds, progress=progress, desc="CIFAR-10 study")
+    results.update(study.summaries())
+    histories = {m: r.histories for m, r in study.methods.items()}
+    students = {m: r.runs[0].student.cpu().eval() for m, r in study.methods.items()}
     teacher.cpu()
     timings["total_seconds"] = time.perf_counter() - total_start
     return Study(reg, results, histories, students, teacher, timings, device=str(dev),

@@ -23,9 +23,18 @@ import torch
 
 from . import data as kd_data
 from .config import pick
-from .distill import METHODS, evaluate, method_terms, parse_method, seed_everything, teacher_outputs, train
+from .distill import (
+    METHODS,
+    TrainConfig,
+    evaluate,
+    method_terms,
+    parse_method,
+    seed_everything,
+    teacher_outputs,
+    train,
+)
 from .models import DigitsCNN, count_parameters
-from .transfer import summarize
+from .study import RunPlan, Runs
 
 __all__ = ["Regime", "DIGITS_REGIME", "digits_teacher", "compare", "format_table", "to_json"]
 
@@ -50,6 +59,12 @@ class Regime:
     })
     # the layer each feature method reads (``method_terms(layers=...)``); the others: their default
     features: dict[str, str] = field(default_factory=lambda: {"hint": "layer3", "at": "layer3"})
+
+    def train_config(self) -> TrainConfig:
+        """The students' :class:`~kdcourse.distill.TrainConfig` in this regime (method and seed
+        set per run)."""
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, T=self.T, alpha=self.alpha,
+                           weights=self.weights, layers=self.features)
 
 
 DIGITS_REGIME = Regime()
@@ -77,8 +92,6 @@ def compare(
     and ``"seconds"`` (mean training time of one run, teacher excluded). Every method sees the
     same teacher, the same transfer set and the same initial student for a given seed.
     """
-    from tqdm.auto import tqdm
-
     for m in methods:
         parse_method(m)  # an unknown name fails here, before the teacher is trained
     if seeds < 1:
@@ -92,29 +105,14 @@ def compare(
                                                 layers=regime.features)
                        for f in term.teacher_features})
     cache = teacher_outputs(teacher, transfer.tensors[0], features)
-    results: dict[str, dict] = {"teacher": {
-        "mean": evaluate(teacher, d.test), "std": 0.0, "runs": [evaluate(teacher, d.test)],
-        "params": count_parameters(teacher), "seconds": None}}
-    bar = tqdm(total=len(methods) * seeds, desc="compare", disable=not progress)
-    for method in methods:
-        accs, secs = [], []
-        for seed in range(seeds):
-            seed_everything(seed)
-            student = DigitsCNN(regime.student_width)
-            start = time.perf_counter()
-            train(student, transfer, teacher=teacher, method=method, epochs=regime.epochs, lr=regime.lr,
-                  batch_size=regime.batch_size, T=regime.T, alpha=regime.alpha, weights=regime.weights,
-                  layers=regime.features, seed=seed, teacher_cache=cache, progress=False)
-            secs.append(time.perf_counter() - start)
-            accs.append(evaluate(student, d.test))
-            bar.update()
-        results[method] = {
-            **summarize(accs),
-            "params": count_parameters(student),
-            "seconds": statistics.fmean(secs),
-        }
-    bar.close()
-    return results
+    config = regime.train_config()
+    runs = Runs(lambda: DigitsCNN(regime.student_width),
+                lambda method, seed: RunPlan(transfer, config.replace(method=method), teacher, cache),
+                score=lambda student, history: evaluate(student, d.test))
+    study = runs.study(list(methods), seeds, progress=progress, desc="compare")
+    teacher_acc = evaluate(teacher, d.test)
+    return {"teacher": {"mean": teacher_acc, "std": 0.0, "runs": [teacher_acc],
+                        "params": count_parameters(teacher), "seconds": None}, **study.summaries()}
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -19,11 +19,12 @@ plugs in as a term:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +63,7 @@ __all__ = [
     "LossTerm",
     "Distiller",
     "History",
+    "TrainConfig",
     "METHODS",
     "method_terms",
     "train",
@@ -300,34 +302,72 @@ class History:
         }
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one training run is, besides the student, the data and the teacher: what
+    :func:`train` reads, and what a study's regime holds for its students.
+
+    ``method`` names a recipe of :mod:`kdcourse.methods` (built with ``T``, ``alpha``,
+    ``feature``, ``layers`` and ``weights``); ``optimizer`` is ``"adam"`` or ``"sgd"`` (Nesterov,
+    momentum 0.9), with a cosine schedule over all steps if ``cosine``; ``augment`` maps a batch of
+    inputs to augmented ones (then the teacher runs live on every batch); ``cache_teacher``
+    computes the teacher's outputs once when the inputs never change; ``progress`` shows a bar;
+    ``device`` defaults to :func:`kdcourse.config.device`. :meth:`replace` returns a changed copy.
+    """
+
+    method: str = "baseline"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    cosine: bool = False
+    seed: int = 0
+    T: float = 4.0
+    alpha: float = 0.9
+    feature: str | None = None
+    layers: Mapping | None = None
+    weights: Mapping[str, float] | None = None
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    cache_teacher: bool = True
+    progress: bool = True
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs, batch_size and lr must be positive, got {self.epochs}, {self.batch_size}, "
+                             f"{self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with ``changes`` (field names of :class:`TrainConfig`)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"unknown training setting(s) {unknown}; a TrainConfig holds "
+                            f"{', '.join(f.name for f in fields(self))}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+
 def train(
     student: nn.Module,
     train_data: TensorDataset,
+    config: TrainConfig | None = None,
     *,
     teacher: nn.Module | None = None,
-    method: str = "baseline",
     terms: Sequence[LossTerm] | None = None,
     val_data: TensorDataset | None = None,
-    epochs: int = 20,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    optimizer: str = "adam",
-    cosine: bool = False,
-    seed: int = 0,
-    T: float = 4.0,
-    alpha: float = 0.9,
-    feature: str | None = None,
-    layers: dict | None = None,
-    weights: dict[str, float] | None = None,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    cache_teacher: bool = True,
     teacher_cache: Outputs | None = None,
     teacher_views: TeacherViews | None = None,
-    progress: bool = True,
-    device: str | None = None,
+    **settings,
 ) -> History:
     """Train ``student`` in place with a method's loss terms; return the :class:`History`.
+
+    What the run is (method, epochs, optimiser, T, alpha, ...) is a :class:`TrainConfig`:
+    ``train(student, data, config)``, or its fields as keywords, ``train(student, data,
+    method="kd", epochs=40)``, which replace those of ``config`` (default ``TrainConfig()``).
+    The objects it trains with are keywords: ``teacher``, ``terms``, ``val_data``,
+    ``teacher_cache``, ``teacher_views``.
 
     - ``method`` names a recipe (:func:`method_terms`, with ``T``, ``alpha``, ``feature``,
       ``layers`` and ``weights``); ``terms`` replaces it with your own.
@@ -353,8 +393,11 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
+    config = (config if config is not None else TrainConfig()).replace(**settings)
+    method, epochs, batch_size, lr = config.method, config.epochs, config.batch_size, config.lr
+    weight_decay, optimizer, cosine, seed = config.weight_decay, config.optimizer, config.cosine, config.seed
+    T, alpha, feature, layers, weights = config.T, config.alpha, config.feature, config.layers, config.weights
+    augment, cache_teacher, progress, device = config.augment, config.cache_teacher, config.progress, config.device
     dev = torch.device(device or default_device())
     x_train, y_train = tensors(train_data)
     world = parallel.world_size()
@@ -393,10 +436,8 @@ def train(
     params = distiller.trainable_parameters()
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    elif optimizer == "sgd":
+    else:  # "sgd" (TrainConfig accepts no other)
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    else:
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     steps_per_epoch = (len(y_train) + batch_size - 1) // batch_size
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch) if cosine else None
 

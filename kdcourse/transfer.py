@@ -22,7 +22,6 @@ trained on, where it is nearly always right and very confident) or images it nev
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,9 @@ from torch.utils.data import TensorDataset
 
 from . import config
 from .data import DataSplits, cifar10_labels, labeled_split, load_cifar10_data, tensors, transfer_set
-from .distill import History, evaluate, seed_everything, train
+from .distill import History, TrainConfig, evaluate
 from .models import CifarCNN, count_parameters
+from .study import RunPlan, Runs, paired_differences, summarize  # noqa: F401  (re-exported)
 from .teachers import cifar10_teacher_info, load_cifar10_teacher, shipped_cifar10_logits
 
 __all__ = [
@@ -95,21 +95,6 @@ class TransferRegime:
                 f"T={self.T:g}, alpha={self.alpha:g}; {self.test_size:,} test images")
 
 
-def summarize(values: Sequence[float]) -> dict:
-    """``{"mean", "std", "runs"}`` with the *sample* standard deviation (ddof = 1; 0 for one run)."""
-    values = [float(v) for v in values]
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "runs": values}
-
-
-def paired_differences(results: dict[str, dict], method: str, reference: str = "baseline") -> dict:
-    """Per-seed differences ``method - reference`` (runs paired by seed), summarised."""
-    a, b = results[method]["runs"], results[reference]["runs"]
-    if len(a) != len(b):
-        raise ValueError(f"{method} has {len(a)} runs and {reference} {len(b)}: pair runs by seed")
-    return summarize([x - y for x, y in zip(a, b)])
-
-
 @dataclass
 class TransferStudy:
     """The results of :func:`transfer_study`."""
@@ -159,8 +144,6 @@ def transfer_study(
     ``keep_students=True`` keeps the trained students (``study.students[method]``, one per seed, in
     eval mode) for measuring them afterwards, e.g. their agreement with the teacher.
     """
-    from tqdm.auto import tqdm
-
     methods = list(methods)
     unknown = [m for m in methods if m not in TRANSFER_METHODS]
     if unknown:
@@ -172,36 +155,23 @@ def transfer_study(
         raise ValueError(f"teacher_logits has {len(teacher_logits)} rows, the transfer set {len(data)}: "
                          "give the teacher's logits on the labelled images followed by the pool")
     cache = {"logits": teacher_logits}
-    results: dict[str, dict] = {}
-    histories: dict[str, list[History]] = {}
-    students: dict[str, list[nn.Module]] = {}
-    bar = tqdm(total=len(methods) * seeds, desc="transfer set", disable=not config.progress_enabled(progress))
-    for method in methods:
-        accs, secs = [], []
-        for seed in range(seeds):
-            bar.set_postfix(method=method, seed=seed)
-            seed_everything(seed)
-            student = make_student()
-            start = time.perf_counter()
-            if method == "baseline":
-                history = train(student, labeled, method="baseline", epochs=reg.baseline_epochs,
-                                batch_size=reg.batch_size, lr=reg.lr, cosine=True, seed=seed, progress=False)
-            else:
-                history = train(student, data, teacher=teacher, method=method, T=reg.T, alpha=reg.alpha,
-                                teacher_cache=cache, epochs=reg.epochs, batch_size=reg.batch_size, lr=reg.lr,
-                                cosine=True, seed=seed, progress=False)
-            secs.append(time.perf_counter() - start)
-            accs.append(evaluate(student, test))
-            history.student = None
-            histories.setdefault(method, []).append(history)
-            if keep_students:
-                students.setdefault(method, []).append(student.eval())
-            bar.update()
-        results[method] = {**summarize(accs), "params": count_parameters(student),
-                           "seconds": statistics.fmean(secs),
-                           "images_per_run": (len(labeled) * reg.baseline_epochs if method == "baseline"
-                                              else len(data) * reg.epochs)}
-    bar.close()
+    common = TrainConfig(batch_size=reg.batch_size, lr=reg.lr, cosine=True)
+
+    def plan(method: str, seed: int) -> RunPlan:
+        if method == "baseline":  # the labelled images alone, for its own (longer) budget
+            return RunPlan(labeled, common.replace(method="baseline", epochs=reg.baseline_epochs))
+        return RunPlan(data, common.replace(method=method, T=reg.T, alpha=reg.alpha, epochs=reg.epochs),
+                       teacher, cache)
+
+    runs = Runs(make_student, plan, score=lambda student, history: evaluate(student, test),
+                keep_students="all" if keep_students else None)
+    study = runs.study(methods, seeds, progress=progress, desc="transfer set")
+    results = study.summaries()
+    for method in results:
+        results[method]["images_per_run"] = (len(labeled) * reg.baseline_epochs if method == "baseline"
+                                             else len(data) * reg.epochs)
+    histories = {m: r.histories for m, r in study.methods.items()}
+    students = {m: [run.student for run in r.runs] for m, r in study.methods.items()} if keep_students else {}
     if "baseline" in results:
         for method in results:
             if method != "baseline":

@@ -61,7 +61,9 @@ from kdcourse.checks import (
 )
 from kdcourse.config import pick
 from kdcourse.data import load_digits_data, subset, tensors
-from kdcourse.distill import LossTerm, cross_entropy_term, evaluate, kd_term, seed_everything, teacher_outputs, train
+from kdcourse.distill import LossTerm, TrainConfig, evaluate, seed_everything, teacher_outputs, train
+from kdcourse.methods import method_terms
+from kdcourse.study import RunPlan, Runs
 from kdcourse.models import DigitsCNN, count_parameters, feature_extractor
 
 # These networks are tiny: one CPU thread is as fast as several, never fights other programs for
@@ -266,51 +268,47 @@ check_attention_transfer_loss(attention_transfer_loss)
 # ## 5. Training students
 #
 # Your five functions passed their checkers. From here on the students train with the package's
-# **reference** implementations of the same losses (`kdcourse.distill.hint_term`, which uses
-# `kdcourse.losses.hint_loss`, and `kdcourse.losses.attention_transfer_loss`): the functions the
+# **reference** implementations of the same losses (`kdcourse.methods.hint_term`, which uses
+# `kdcourse.losses.hint_loss`, and `kdcourse.losses.attention_transfer_loss`), as the package's
+# registry of methods builds them (`method_terms`, `python -m kdcourse methods` lists them): the functions the
 # checkers compared yours against, so the numbers on your screen are the ones the text quotes. Why not
 # yours? Two right answers need not agree to the last bit of a float (`F.mse_loss(a, b)` and
 # `(a - b).pow(2).mean()` run different code, which may round differently on some machines), and forty
 # epochs of training can grow such a difference into a test image more or less, and tip a close
-# comparison on the validation set. The comments in `make_terms` show where your functions plug in: the same places.
+# comparison on the validation set. The comment in `plan` shows where your functions plug in: the same places.
 #
-# `make_terms` assembles the terms of a method; `run` trains one student and keeps its accuracies.
-# The teacher's logits and features for the 300 training images never change, so they are computed
-# once (`teacher_outputs`) and shared by every run (`teacher_cache=`). Runs are memoised: asking twice
-# for the same method, layer, weight and seed trains once.
+# `plan` says how one run trains (the method's terms with the feature term's layer and weight, the
+# data, the teacher); the course's study driver, `Runs` (`kdcourse.study`, the same one behind
+# `python -m kdcourse compare`), seeds each run, builds a fresh student and scores it; `run` returns
+# one run's accuracies. The teacher's logits and features for the 300 training images never change,
+# so they are computed once (`teacher_outputs`) and shared by every run (`teacher_cache=`). Runs are
+# memoised: asking twice for the same method, layer, weight and seed trains once.
 
 # %%
 teacher_cache = teacher_outputs(teacher, x_small, ["layer1", "layer2", "layer3"])
 
 
-def make_terms(method, student, layer=None, weight=None):
-    """The loss terms of 'baseline', 'kd', 'hint', 'at', 'kd+hint' or 'kd+at', from the package's reference losses."""
-    parts = method.split("+")
-    terms = [cross_entropy_term(1 - ALPHA if "kd" in parts else 1.0)]
-    if "kd" in parts:
-        terms.append(kd_term(ALPHA, T))
-    if "hint" in parts:  # yours: hint_term(weight, student, teacher, layer, x_small[:2])
-        terms.append(distill.hint_term(weight, student, teacher, layer, x_small[:2]))
-    if "at" in parts:  # yours: attention_transfer_loss(s[layer], t[layer])
-        terms.append(LossTerm("at", weight, lambda s, t, y: losses.attention_transfer_loss(s[layer], t[layer]),
-                              features=(layer,)))
-    return terms
+settings = TrainConfig(epochs=EPOCHS, lr=LR)
 
 
-runs = {}
+def plan(method, seed, layer=None, weight=None):
+    """How a run of 'baseline', 'kd', 'hint', 'at', 'kd+hint' or 'kd+at' trains: the feature term on
+    `layer` with `weight`, validation accuracy recorded after every epoch."""
+    def terms(student):  # built from the fresh student: the hint term sizes its regressor to it
+        # yours plug in here: hint_term(weight, student, teacher, layer, x_small[:2]) for hint, and
+        # attention_transfer_loss(s[layer], t[layer]) as the at term's function
+        return method_terms(method, student=student, teacher=teacher, sample_input=x_small[:2], T=T, alpha=ALPHA,
+                            feature=layer, weights=None if weight is None else {"hint": weight, "at": weight})
+    return RunPlan(small, settings.replace(method=method), teacher, teacher_cache, val_data=data.val, terms=terms)
+
+
+runs = Runs(lambda: DigitsCNN(STUDENT_WIDTH), plan, score=lambda student, history: evaluate(student, data.test))
 
 
 def run(method, seed, layer=None, weight=None):
-    """Train one DigitsCNN(8) student (memoised); return its validation / test accuracy and the model."""
-    key = (method, layer, weight, seed)
-    if key not in runs:
-        seed_everything(seed)
-        student = DigitsCNN(STUDENT_WIDTH)
-        history = train(student, small, teacher=teacher, method=method, terms=make_terms(method, student, layer, weight),
-                        val_data=data.val, epochs=EPOCHS, lr=LR, seed=seed, teacher_cache=teacher_cache,
-                        progress=False)
-        runs[key] = {"val": history.final_val_acc, "test": evaluate(student, data.test), "student": student}
-    return runs[key]
+    """One DigitsCNN(8) student (memoised by `runs`): its validation and test accuracy, and the model."""
+    r = runs.run(method, seed, keep=True, layer=layer, weight=weight)
+    return {"val": r.history.final_val_acc, "test": r.score, "student": r.student}
 
 
 # %% [markdown]

@@ -64,7 +64,8 @@ from kdcourse.checks import (
 )
 from kdcourse.config import pick
 from kdcourse.data import load_digits_data, subset, tensors
-from kdcourse.distill import LossTerm, cross_entropy_term, evaluate, kd_term, seed_everything, teacher_outputs, train
+from kdcourse.distill import TrainConfig, evaluate, seed_everything, teacher_outputs, train
+from kdcourse.study import RunPlan, Runs
 from kdcourse.models import DigitsCNN, count_parameters, feature_extractor
 
 # These networks are tiny: one CPU thread is as fast as several, never fights other programs for
@@ -263,11 +264,13 @@ check_similarity_preserving_loss(similarity_preserving_loss)
 # `rkd_angle_loss`, `similarity_matrix` and `similarity_preserving_loss`): the functions the checkers
 # compared yours against, so the numbers on your screen are the ones the text quotes. Two right answers
 # can differ in the last bits of a float (`torch.cdist(e, e)` and the norms of all differences, for
-# instance, round differently), and forty epochs of training can grow that into a test image more or less. Your functions would plug into the same places in
-# `make_terms`.
+# instance, round differently), and forty epochs of training can grow that into a test image more or less. Your functions would plug into the same places
+# (the terms of the package's registry of methods, `kdcourse.methods`).
 #
-# `make_terms` assembles the terms of a method, `run` trains one student (memoised), and the teacher's
-# outputs on the 300 training images are computed once and shared (`teacher_cache=`). RKD keeps the
+# `plan` says how one run trains (the method, its weights and layers), the study driver `Runs`
+# (`kdcourse.study`, as in lesson 05) seeds it, builds a fresh student and scores it, `run` returns one
+# run's accuracies (memoised), and the teacher's outputs on the 300 training images are computed once
+# and shared (`teacher_cache=`). RKD keeps the
 # papers' ratio of 1 : 2 between its distance and angle weights (25 and 50); one factor `rkd` scales both.
 
 # %%
@@ -275,39 +278,29 @@ teacher_cache = teacher_outputs(teacher, x_small, ["layer3", "embedding"])
 RKD_LAYER = "embedding"
 
 
-def make_terms(method, rkd=None, sp=None):
-    """Terms of 'baseline', 'kd', 'rkd', 'sp' and sums like 'kd+sp'; rkd = scale of (25, 50), sp = (layer, weight).
-    Built from the package's reference losses (yours would replace `losses.` here)."""
-    parts = method.split("+")
-    terms = [cross_entropy_term(1 - ALPHA if "kd" in parts else 1.0)]
-    if "kd" in parts:
-        terms.append(kd_term(ALPHA, T))
-    if "rkd" in parts:
-        terms.append(LossTerm("rkd_distance", 25 * rkd, lambda s, t, y: losses.rkd_distance_loss(s[RKD_LAYER], t[RKD_LAYER]),
-                              features=(RKD_LAYER,)))
-        terms.append(LossTerm("rkd_angle", 50 * rkd, lambda s, t, y: losses.rkd_angle_loss(s[RKD_LAYER], t[RKD_LAYER]),
-                              features=(RKD_LAYER,)))
-    if "sp" in parts:
-        layer, weight = sp
-        terms.append(LossTerm("sp", weight, lambda s, t, y: losses.similarity_preserving_loss(s[layer], t[layer]),
-                              features=(layer,)))
-    return terms
+settings = TrainConfig(epochs=EPOCHS, lr=LR, T=T, alpha=ALPHA)
 
 
-runs = {}
+def plan(method, seed, rkd=None, sp=None):
+    """How a run of 'baseline', 'kd', 'rkd', 'sp' or a sum like 'kd+sp' trains; rkd = scale of (25, 50),
+    sp = (layer, weight). The registry's terms (`kdcourse.methods`) of the package's reference losses
+    (yours would replace them)."""
+    weights, layers = {}, {"rkd": RKD_LAYER}
+    if rkd is not None:
+        weights.update(rkd_distance=25 * rkd, rkd_angle=50 * rkd)
+    if sp is not None:
+        layers["sp"], weights["sp"] = sp
+    return RunPlan(small, settings.replace(method=method, weights=weights, layers=layers), teacher, teacher_cache,
+                   val_data=data.val)
+
+
+runs = Runs(lambda: DigitsCNN(STUDENT_WIDTH), plan, score=lambda student, history: evaluate(student, data.test))
 
 
 def run(method, seed, rkd=None, sp=None):
-    """Train one DigitsCNN(8) student (memoised); return its validation / test accuracy and the model."""
-    key = (method, rkd, sp, seed)
-    if key not in runs:
-        seed_everything(seed)
-        student = DigitsCNN(STUDENT_WIDTH)
-        history = train(student, small, teacher=teacher, method=method, terms=make_terms(method, rkd, sp),
-                        val_data=data.val, epochs=EPOCHS, lr=LR, seed=seed, teacher_cache=teacher_cache,
-                        progress=False)
-        runs[key] = {"val": history.final_val_acc, "test": evaluate(student, data.test), "student": student}
-    return runs[key]
+    """One DigitsCNN(8) student (memoised by `runs`): its validation and test accuracy, and the model."""
+    r = runs.run(method, seed, keep=True, rkd=rkd, sp=sp)
+    return {"val": r.history.final_val_acc, "test": r.score, "student": r.student}
 
 
 # %% [markdown]

@@ -118,7 +118,7 @@ def run(method, width=STUDENT_WIDTH, seeds=SEEDS, teacher=teacher, cache=cache, 
         settings = dict(epochs=epochs, lr=LR, seed=seed, progress=False, val_data=data.val if curves else None)
         if method in ("baseline", "at", "hint", "kd+at"):  # lesson 05's weights and layers for the feature terms
             history = train(student, transfer, teacher=teacher, method=method, T=T, alpha=ALPHA,
-                            weights=TUNED.weights, feature=TUNED.feature_for(method), **settings)
+                            weights=TUNED.weights, layers=TUNED.features, **settings)
             history.teacher = teacher
         else:
             history = train_with_pitfall(method, student, transfer, teacher, T=T, alpha=ALPHA,
