@@ -76,11 +76,26 @@ def package_hash() -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def library_versions() -> tuple[tuple[str, str], ...]:
+    """The installed versions of the libraries in :data:`_LIBRARIES` the key names but does not read
+    (torch, NumPy, torchvision, SciPy, scikit-learn); ``"-"`` for one that is not installed."""
+    from importlib import metadata
+
+    versions = []
+    for dist in ("torch", "numpy", "torchvision", "scipy", "scikit-learn"):
+        try:
+            versions.append((dist, metadata.version(dist)))
+        except metadata.PackageNotFoundError:
+            versions.append((dist, "-"))
+    return tuple(versions)
+
+
 def fingerprint(*parts: Any) -> str:
     """SHA-256 of ``parts`` and of the environment a run depends on; raises :class:`Unfingerprintable`."""
     digest = hashlib.sha256()
-    _Hasher(digest).add(("kdcourse", package_hash(), torch.__version__, np.__version__, torch.get_num_threads(),
-                         parts))
+    _Hasher(digest).add(("kdcourse", package_hash(), torch.__version__, np.__version__, library_versions(),
+                         torch.get_num_threads(), parts))
     return digest.hexdigest()
 
 

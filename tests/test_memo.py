@@ -152,3 +152,13 @@ def test_the_language_model_loop_is_memoised_the_same_way(on, monkeypatch):
     assert h2.loss == h1.loss and not second.training
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     assert memo.fingerprint(lm.label_batches(stream, 8, 4)) != memo.fingerprint(lm.label_batches(stream[1:], 8, 4))
+
+
+def test_the_key_holds_the_versions_of_the_libraries_it_does_not_read(monkeypatch):
+    """torchvision, SciPy and scikit-learn code is named, not hashed: another version is another key."""
+    names = dict(memo.library_versions())
+    assert set(names) == {"torch", "numpy", "torchvision", "scipy", "scikit-learn"}
+    assert names["torch"] == torch.__version__.split("+")[0] or names["torch"] == torch.__version__
+    before = memo.fingerprint("a run")
+    monkeypatch.setattr(memo, "library_versions", lambda: (("scikit-learn", "0.0"),))
+    assert memo.fingerprint("a run") != before
