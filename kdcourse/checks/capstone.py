@@ -15,6 +15,7 @@ import torch
 from ..losses import attention_map
 from ..methods import paired_attention_loss as _reference
 from .engine import Variant as _Variant
+from .engine import check_gradient as _check_gradient
 from .engine import close as _close
 from .engine import diagnose as _diagnose
 from .engine import error_text as _error_text
@@ -23,8 +24,8 @@ from .engine import fmt as _fmt
 from .engine import name_of as _name
 from .engine import not_implemented as _not_implemented
 from .engine import randn as _randn
+from .engine import scalar_output as _scalar_output
 from .engine import try_call as _try
-from .features import _check_gradient, _scalar_output
 
 __all__ = ["check_paired_attention_loss"]
 

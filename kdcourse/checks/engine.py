@@ -154,6 +154,12 @@ def generic(name: str, shown: str, expected: torch.Tensor, got: torch.Tensor) ->
     return text + " No classic mistake explains this; compare your code with the formula above."
 
 
+def unit_rows_note(out: torch.Tensor) -> str:
+    """`` Its rows have L2 norms ..., not 1.`` when the rows of ``out`` are not unit vectors, else ``""``."""
+    norms = out.detach().norm(dim=1)
+    return "" if torch.allclose(norms, torch.ones_like(norms), atol=1e-4) else f" Its rows have L2 norms {fmt(norms)}, not 1."
+
+
 def tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | None = None,
                   shape_hints: dict | None = None, finite: bool = True,
                   numpy_hint: str = "Use torch operations and return a torch.Tensor (gradients cannot flow "
@@ -178,3 +184,120 @@ def tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | No
     if finite and not torch.isfinite(out).all():
         raise AssertionError(f"{name}({shown}) returned NaN or infinite values: {fmt(out)}.")
     return out
+
+
+# ------------------------------------------------------------------ a loss of the student's features
+
+
+def scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
+    """A loss must be one number (a 0-d tensor)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    out = tensor_output(name, shown, out)
+    if out.dim() != 0:
+        hint = ""
+        if out.numel() == batch:
+            hint = " It looks like one value per example: average over the batch as well (a single number)."
+        elif out.numel() == 1:
+            hint = " Return a 0-d tensor (e.g. `.mean()` or `.sum()`, or `.squeeze()`)."
+        raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; a loss is one number.{hint}")
+    return out
+
+
+def check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) -> None:
+    """The loss must reach ``wrt`` (the student's features) with a finite, non-zero gradient."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if not loss.requires_grad:
+        raise AssertionError(
+            f"{name}: no gradient reaches {what}. Did you call `.detach()`, `.item()` or compute under "
+            "`torch.no_grad()`? The student learns only through this gradient."
+        )
+    (grad,) = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
+    if grad is None:
+        raise AssertionError(
+            f"{name}: no gradient reaches {what}. Did you `.detach()` it (or use it under `torch.no_grad()`)? "
+            "The student learns only through this gradient."
+        )
+    if not torch.isfinite(grad).all():
+        raise AssertionError(
+            f"{name}: the gradient with respect to {what} contains NaN. A square root or a division at "
+            "zero (e.g. the distance of an example to itself) has an infinite derivative: clamp before "
+            "`sqrt` (`d2.clamp_min(1e-12).sqrt()`) and normalise with `F.normalize`, which adds an eps."
+        )
+    if not grad.abs().sum() > 0:
+        raise AssertionError(f"{name}: the gradient with respect to {what} is zero: the loss must depend on it.")
+
+
+@dataclass(frozen=True)
+class LossExercise:
+    """A loss exercise as data: ``fn(student, teacher, *settings) -> a number``, checked on ``cases``
+    against ``reference``, its classic mistakes in ``variants()``.
+
+    ``show(case)`` says what a case is in a message; ``success`` ends the ✓ line; ``fallback(name,
+    got, expected, case)`` is the message when no mistake explains a wrong value; ``afterword(name,
+    fn)`` may add to any failure (e.g. a scale-invariance test); ``call_hint(case)`` is the ``hint``
+    of :func:`call` and ``call_error(case)`` a line added to a call's error; the gradient of the first
+    case must reach the student's input (``gradient_of`` names it).
+    """
+
+    name: str
+    reference: Callable
+    cases: Sequence[tuple]
+    show: Callable[[tuple], str]
+    variants: Callable[[], list[Variant]]
+    success: str
+    fallback: Callable[[str, torch.Tensor, torch.Tensor, tuple], str]
+    gradient_of: str = "the student's features"
+    call_hint: Callable[[tuple], Callable | None] = lambda case: None
+    call_error: Callable[[tuple], str | None] = lambda case: None
+    afterword: Callable[[str, Callable], str] | None = None
+
+
+def check_loss(exercise: LossExercise, fn: Callable) -> None:
+    """Run ``fn`` on every case of ``exercise``: print one ✓ line when it matches the reference and
+    its gradient reaches the student, else raise ``AssertionError`` naming the likely mistake."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    name = name_of(fn, exercise.name)
+    outputs = []
+    for case in exercise.cases:
+        shown = exercise.show(case)
+        try:
+            out = call(fn, name, case, shown, hint=exercise.call_hint(case))
+        except AssertionError as error:
+            extra = exercise.call_error(case)
+            if extra is None:
+                raise
+            raise AssertionError(f"{error}\n{extra}") from None
+        outputs.append(scalar_output(name, shown, out, len(case[0])))
+    def gradient() -> None:
+        __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest from the frame)
+        first = exercise.cases[0]
+        s = first[0].clone().requires_grad_(True)
+        check_gradient(name, fn(s, *first[1:]), s, exercise.gradient_of)
+
+    fallback = exercise.fallback
+    if exercise.afterword is not None:
+        def fallback(name, out, e, case):  # noqa: F811  (the exercise's, with its afterword)
+            __tracebackhide__ = True  # noqa: F841
+            return exercise.fallback(name, out, e, case) + exercise.afterword(name, fn)
+    judge(name, outputs, [exercise.reference(*case) for case in exercise.cases], exercise.cases,
+          exercise.variants(), exercise.success, fallback, on_match=gradient)
+
+
+def judge(name: str, outputs: Sequence, expected: Sequence, cases: Sequence[tuple], variants: Sequence[Variant],
+          success: str, fallback: Callable[[str, torch.Tensor, torch.Tensor, tuple], str],
+          on_match: Callable[[], None] | None = None) -> None:
+    """The verdict on a checker's outputs: when every one matches its expected value, ``on_match()``
+    (e.g. a gradient check) and the line ``✓ {name} matches the reference on N test cases{success}``;
+    else ``AssertionError`` with the simplest combination of ``variants`` that explains the outputs,
+    or ``fallback(name, got, expected, case)`` for the first wrong case when none does."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if all(close(o, e) for o, e in zip(outputs, expected)):
+        if on_match is not None:
+            on_match()
+        print(f"✓ {name} matches the reference on {len(cases)} test cases{success}")
+        return
+    message = explain(name, diagnose(outputs, cases, variants))
+    if message is None:
+        i = next(i for i, (o, e) in enumerate(zip(outputs, expected)) if not close(o, e))
+        message = fallback(name, outputs[i], expected[i], cases[i])
+    raise AssertionError(message)

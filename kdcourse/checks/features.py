@@ -21,18 +21,24 @@ from torch import nn
 from .. import losses
 from ..distill import LossTerm
 from ..models import DigitsCNN, feature_extractor
+from .engine import LossExercise as _LossExercise
 from .engine import Variant as _Variant
 from .engine import call as _call
+from .engine import check_gradient as _check_gradient
+from .engine import check_loss as _check_loss
 from .engine import close as _close
 from .engine import diagnose as _diagnose
 from .engine import error_text as _error_text
 from .engine import explain as _explain
 from .engine import fmt as _fmt
+from .engine import judge as _judge
 from .engine import name_of as _name
 from .engine import not_implemented as _not_implemented
 from .engine import randn as _randn
+from .engine import scalar_output as _scalar_output
 from .engine import tensor_output as _tensor_output
 from .engine import try_call as _try
+from .engine import unit_rows_note as _unit_rows_note
 
 __all__ = [
     "check_make_regressor",
@@ -88,44 +94,6 @@ def _regressor_hint(regressor, student_shape, teacher_shape=None, batch_sizes=()
                 + (f", {teacher_shape[1]} for the teacher" if teacher_shape is not None else "")
                 + "), so use nn.Conv2d(student_shape[1], teacher_shape[1], kernel_size=1).")
     return None
-
-
-def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
-    """A loss must be one number (a 0-d tensor)."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    out = _tensor_output(name, shown, out)
-    if out.dim() != 0:
-        hint = ""
-        if out.numel() == batch:
-            hint = " It looks like one value per example: average over the batch as well (a single number)."
-        elif out.numel() == 1:
-            hint = " Return a 0-d tensor (e.g. `.mean()` or `.sum()`, or `.squeeze()`)."
-        raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; a loss is one number.{hint}")
-    return out
-
-
-def _check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) -> None:
-    """The loss must reach ``wrt`` (the student's features) with a finite, non-zero gradient."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    if not loss.requires_grad:
-        raise AssertionError(
-            f"{name}: no gradient reaches {what}. Did you call `.detach()`, `.item()` or compute under "
-            "`torch.no_grad()`? The student learns only through this gradient."
-        )
-    (grad,) = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
-    if grad is None:
-        raise AssertionError(
-            f"{name}: no gradient reaches {what}. Did you `.detach()` it (or use it under `torch.no_grad()`)? "
-            "The student learns only through this gradient."
-        )
-    if not torch.isfinite(grad).all():
-        raise AssertionError(
-            f"{name}: the gradient with respect to {what} contains NaN. A square root or a division at "
-            "zero (e.g. the distance of an example to itself) has an infinite derivative: clamp before "
-            "`sqrt` (`d2.clamp_min(1e-12).sqrt()`) and normalise with `F.normalize`, which adds an eps."
-        )
-    if not grad.abs().sum() > 0:
-        raise AssertionError(f"{name}: the gradient with respect to {what} is zero: the loss must depend on it.")
 
 
 # ------------------------------------------------------------------ make_regressor
@@ -477,22 +445,11 @@ def check_attention_map(fn: Callable) -> None:
             (h * w,): "Keep the batch dimension: one map per example, shape (N, H*W).",
         }
         outputs.append(_tensor_output(name, shown, out, (n, h * w), hints))
-    expected = [losses.attention_map(a, p) for a, p in _AT_MAP_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        print(f"✓ {name} matches the reference on {len(_AT_MAP_INPUTS)} test cases (p = 1, 2, 3; 2 to 5 channels).")
-        return
-    message = _explain(name, _diagnose(outputs, _AT_MAP_INPUTS, _attention_variants()))
-    if message is None:
-        for out, e, (a, p) in zip(outputs, expected, _AT_MAP_INPUTS):
-            if not _close(out, e):
-                norms = out.detach().norm(dim=1)
-                extra = "" if torch.allclose(norms, torch.ones_like(norms), atol=1e-4) else \
-                    f" Its rows have L2 norms {_fmt(norms)}, not 1."
-                message = (f"{name}(feature of shape {tuple(a.shape)}, p={p:g}) returned first row "
-                           f"{_fmt(out[0])}, expected {_fmt(e[0])}.{extra} No classic mistake explains this; "
-                           "compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2.")
-                break
-    raise AssertionError(message)
+    _judge(name, outputs, [losses.attention_map(a, p) for a, p in _AT_MAP_INPUTS], _AT_MAP_INPUTS,
+           _attention_variants(), " (p = 1, 2, 3; 2 to 5 channels).", lambda name, out, e, case: (
+               f"{name}(feature of shape {tuple(case[0].shape)}, p={case[1]:g}) returned first row {_fmt(out[0])}, "
+               f"expected {_fmt(e[0])}.{_unit_rows_note(out)} No classic mistake explains this; compare your code "
+               "with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."))
 
 
 # ------------------------------------------------------------------ attention_transfer_loss
@@ -536,39 +493,29 @@ def _at_loss_variants() -> list[_Variant]:
     ]
 
 
+def _at_loss_fallback(name, out, e, case) -> str:
+    s, t, p = case
+    ratio = f" (ratio expected / got = {float(e) / float(out):.4g})" if float(out) != 0 else ""
+    return (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}) returned "
+            f"{_fmt(out)}, expected {_fmt(e)}{ratio}. No classic mistake explains this; compare "
+            "with (attention_map(s, p) - attention_map(t, p)).pow(2).mean(). If your check of "
+            "attention_map passed, call that function here.")
+
+
+ATTENTION_TRANSFER_LOSS = _LossExercise(
+    "attention_transfer_loss", losses.attention_transfer_loss, _AT_LOSS_INPUTS,
+    show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, p={c[2]:g}",
+    variants=_at_loss_variants, success=" (different widths, p = 1 and 2).", fallback=_at_loss_fallback,
+    call_error=lambda c: (
+        f"Teacher and student have different channel counts ({c[0].shape[1]} vs {c[1].shape[1]}): "
+        "compare their attention MAPS, attention_map(student_feature, p) and "
+        "attention_map(teacher_feature, p), which have one value per position whatever the width."),
+)
+
+
 def check_attention_transfer_loss(fn: Callable) -> None:
     """Check ``fn(student_feature, teacher_feature, p)`` against
     :func:`kdcourse.losses.attention_transfer_loss` (teacher and student of different widths).
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "attention_transfer_loss")
-    outputs = []
-    for s, t, p in _AT_LOSS_INPUTS:
-        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}"
-        try:
-            out = _call(fn, name, (s, t, p), shown)
-        except AssertionError as error:
-            raise AssertionError(
-                f"{error}\nTeacher and student have different channel counts ({s.shape[1]} vs {t.shape[1]}): "
-                "compare their attention MAPS, attention_map(student_feature, p) and "
-                "attention_map(teacher_feature, p), which have one value per position whatever the width."
-            ) from None
-        outputs.append(_scalar_output(name, shown, out, s.shape[0]))
-    expected = [losses.attention_transfer_loss(s, t, p) for s, t, p in _AT_LOSS_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        s, t, p = _AT_LOSS_INPUTS[0]
-        s = s.clone().requires_grad_(True)
-        _check_gradient(name, fn(s, t, p), s, "the student's features")
-        print(f"✓ {name} matches the reference on {len(_AT_LOSS_INPUTS)} test cases (different widths, p = 1 and 2).")
-        return
-    message = _explain(name, _diagnose(outputs, _AT_LOSS_INPUTS, _at_loss_variants()))
-    if message is None:
-        for out, e, (s, t, p) in zip(outputs, expected, _AT_LOSS_INPUTS):
-            if not _close(out, e):
-                ratio = f" (ratio expected / got = {float(e) / float(out):.4g})" if float(out) != 0 else ""
-                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}) returned "
-                           f"{_fmt(out)}, expected {_fmt(e)}{ratio}. No classic mistake explains this; compare "
-                           "with (attention_map(s, p) - attention_map(t, p)).pow(2).mean(). If your check of "
-                           "attention_map passed, call that function here.")
-                break
-    raise AssertionError(message)
+    _check_loss(ATTENTION_TRANSFER_LOSS, fn)

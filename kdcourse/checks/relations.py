@@ -16,16 +16,19 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
+from .engine import LossExercise as _LossExercise
 from .engine import Variant as _Variant
 from .engine import call as _call
+from .engine import check_loss as _check_loss
 from .engine import close as _close
 from .engine import diagnose as _diagnose
 from .engine import explain as _explain
 from .engine import fmt as _fmt
+from .engine import judge as _judge
 from .engine import name_of as _name
 from .engine import randn as _randn
 from .engine import tensor_output as _tensor_output
-from .features import _check_gradient, _scalar_output
+from .engine import unit_rows_note as _unit_rows_note
 
 __all__ = [
     "check_rkd_distance_loss",
@@ -147,6 +150,35 @@ def _rkd_distance_variants() -> list[_Variant]:
     return variants
 
 
+def _pair_shown(case: tuple) -> str:
+    return f"student {tuple(case[0].shape)}, teacher {tuple(case[1].shape)}"
+
+
+def _compare_with(advice: str) -> Callable:
+    """The message when no classic mistake explains a wrong value: both values, their ratio, ``advice``."""
+    return lambda name, out, e, case: (f"{name}({_pair_shown(case)}) returned {_fmt(out)}, expected {_fmt(e)}"
+                                       f"{_ratio(e, out)}. No classic mistake explains this; {advice}")
+
+
+def _scale_note(what: str) -> Callable:
+    def afterword(name: str, fn: Callable) -> str:
+        try:
+            _scale_invariance(name, fn, *_RKD_INPUTS[0], what)
+        except AssertionError as error:
+            return f"\n{error}"
+        return ""
+    return afterword
+
+
+RKD_DISTANCE_LOSS = _LossExercise(
+    "rkd_distance_loss", losses.rkd_distance_loss, _RKD_INPUTS, _pair_shown, _rkd_distance_variants,
+    success=" (different widths and scales, a teacher with an outlier), and its gradient is finite.",
+    fallback=_compare_with("compare with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, "
+                           "each mu the mean distance over the pairs i != j."),
+    gradient_of="the student's embedding", afterword=_scale_note("Normalise each network's distances by their mean."),
+)
+
+
 def check_rkd_distance_loss(fn: Callable) -> None:
     """Check ``fn(student_embedding, teacher_embedding)`` against
     :func:`kdcourse.losses.rkd_distance_loss`: the Huber loss between the pairwise distance matrices,
@@ -155,34 +187,7 @@ def check_rkd_distance_loss(fn: Callable) -> None:
     over the ``b(b-1)`` pairs ``i != j`` alone is named: it is ``b/(b-1)`` times the reference.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "rkd_distance_loss")
-    outputs = []
-    for s, t in _RKD_INPUTS:
-        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
-        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
-    expected = [losses.rkd_distance_loss(s, t) for s, t in _RKD_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        s, t = _RKD_INPUTS[0]
-        s = s.clone().requires_grad_(True)
-        _check_gradient(name, fn(s, t), s, "the student's embedding")
-        print(f"✓ {name} matches the reference on {len(_RKD_INPUTS)} test cases (different widths and "
-              "scales, a teacher with an outlier), and its gradient is finite.")
-        return
-    message = _explain(name, _diagnose(outputs, _RKD_INPUTS, _rkd_distance_variants()))
-    if message is None:
-        for out, (s, t) in zip(outputs, _RKD_INPUTS):
-            e = losses.rkd_distance_loss(s, t)
-            if not _close(out, e):
-                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
-                           f"expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
-                           "with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, each mu "
-                           "the mean distance over the pairs i != j.")
-                break
-        try:
-            _scale_invariance(name, fn, *_RKD_INPUTS[0], "Normalise each network's distances by their mean.")
-        except AssertionError as error:
-            message += f"\n{error}"
-    raise AssertionError(message)
+    _check_loss(RKD_DISTANCE_LOSS, fn)
 
 
 # ------------------------------------------------------------------ RKD angles
@@ -335,37 +340,21 @@ def _rkd_angle_variants() -> list[_Variant]:
     ]
 
 
+RKD_ANGLE_LOSS = _LossExercise(
+    "rkd_angle_loss", losses.rkd_angle_loss, _RKD_INPUTS, _pair_shown, _rkd_angle_variants,
+    success=", and its gradient is finite.",
+    fallback=_compare_with("compare with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check "
+                           "of rkd_angles passed, call that function here."),
+    gradient_of="the student's embedding",
+    afterword=_scale_note("Angles between unit vectors do not depend on scale: normalise the difference vectors."),
+)
+
+
 def check_rkd_angle_loss(fn: Callable) -> None:
     """Check ``fn(student_embedding, teacher_embedding)`` against :func:`kdcourse.losses.rkd_angle_loss`
     (the Huber loss between the two ``(N, N, N)`` tensors of angle cosines, averaged)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "rkd_angle_loss")
-    outputs = []
-    for s, t in _RKD_INPUTS:
-        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
-        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown), len(s)))
-    expected = [losses.rkd_angle_loss(s, t) for s, t in _RKD_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        s, t = _RKD_INPUTS[0]
-        s = s.clone().requires_grad_(True)
-        _check_gradient(name, fn(s, t), s, "the student's embedding")
-        print(f"✓ {name} matches the reference on {len(_RKD_INPUTS)} test cases, and its gradient is finite.")
-        return
-    message = _explain(name, _diagnose(outputs, _RKD_INPUTS, _rkd_angle_variants()))
-    if message is None:
-        for out, e, (s, t) in zip(outputs, expected, _RKD_INPUTS):
-            if not _close(out, e):
-                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
-                           f"expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
-                           "with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check of "
-                           "rkd_angles passed, call that function here.")
-                break
-        try:
-            _scale_invariance(name, fn, *_RKD_INPUTS[0], "Angles between unit vectors do not depend on scale: "
-                              "normalise the difference vectors.")
-        except AssertionError as error:
-            message += f"\n{error}"
-    raise AssertionError(message)
+    _check_loss(RKD_ANGLE_LOSS, fn)
 
 
 # ------------------------------------------------------------------ similarity matrix
@@ -448,22 +437,11 @@ def check_similarity_matrix(fn: Callable) -> None:
             if isinstance(out, torch.Tensor) and tuple(out.shape) not in hints:
                 hints[tuple(out.shape)] = _FLATTEN  # any other shape from a 4-D input: most likely not flattened
         outputs.append(_tensor_output(name, shown, out, (b, b), hints))
-    expected = [losses.similarity_matrix(f) for (f,) in _SIM_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        print(f"✓ {name} matches the reference on {len(_SIM_INPUTS)} test cases (flat and 4-D features).")
-        return
-    message = _explain(name, _diagnose(outputs, _SIM_INPUTS, _sim_variants()))
-    if message is None:
-        for out, e, (f,) in zip(outputs, expected, _SIM_INPUTS):
-            if not _close(out, e):
-                norms = out.detach().norm(dim=1)
-                extra = "" if torch.allclose(norms, torch.ones_like(norms), atol=1e-4) else \
-                    f" Its rows have L2 norms {_fmt(norms)}, not 1."
-                message = (f"{name}(feature of shape {tuple(f.shape)}) returned first row {_fmt(out[0])}, "
-                           f"expected {_fmt(e[0])}.{extra} No classic mistake explains this; compare with "
-                           "G = Q Q^T, then each row divided by its L2 norm.")
-                break
-    raise AssertionError(message)
+    _judge(name, outputs, [losses.similarity_matrix(f) for (f,) in _SIM_INPUTS], _SIM_INPUTS, _sim_variants(),
+           " (flat and 4-D features).", lambda name, out, e, case: (
+               f"{name}(feature of shape {tuple(case[0].shape)}) returned first row {_fmt(out[0])}, expected "
+               f"{_fmt(e[0])}.{_unit_rows_note(out)} No classic mistake explains this; compare with G = Q Q^T, then "
+               "each row divided by its L2 norm."))
 
 
 # ------------------------------------------------------------------ SP loss
@@ -509,34 +487,24 @@ def _sp_variants() -> list[_Variant]:
     ]
 
 
+def _sp_fallback(name, out, e, case) -> str:
+    b = len(case[0])
+    hint = ""
+    if float(out) != 0 and math.isclose(float(e) / float(out), 1 / b ** 2, rel_tol=1e-3):
+        hint = " The ratio is 1/b^2: is the 1/b^2 missing?"
+    return (f"{name}({_pair_shown(case)}) returned {_fmt(out)}, expected {_fmt(e)}{_ratio(e, out)}.{hint} No classic "
+            "mistake explains this; compare with (similarity_matrix(t) - similarity_matrix(s)).pow(2).sum() / b**2.")
+
+
+SIMILARITY_PRESERVING_LOSS = _LossExercise(
+    "similarity_preserving_loss", losses.similarity_preserving_loss, _SP_INPUTS, _pair_shown, _sp_variants,
+    success=" (batches of 3 to 6, flat and 4-D features).", fallback=_sp_fallback,
+    call_hint=lambda case: _flatten_hint if max(case[0].dim(), case[1].dim()) > 2 else None,
+)
+
+
 def check_similarity_preserving_loss(fn: Callable) -> None:
     """Check ``fn(student_feature, teacher_feature)`` against
     :func:`kdcourse.losses.similarity_preserving_loss`: ``||G_T - G_S||_F^2 / b^2``."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "similarity_preserving_loss")
-    outputs = []
-    for s, t in _SP_INPUTS:
-        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}"
-        hint = _flatten_hint if max(s.dim(), t.dim()) > 2 else None
-        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t), shown, hint=hint), len(s)))
-    expected = [losses.similarity_preserving_loss(s, t) for s, t in _SP_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        s, t = _SP_INPUTS[0]
-        s = s.clone().requires_grad_(True)
-        _check_gradient(name, fn(s, t), s, "the student's features")
-        print(f"✓ {name} matches the reference on {len(_SP_INPUTS)} test cases (batches of 3 to 6, "
-              "flat and 4-D features).")
-        return
-    message = _explain(name, _diagnose(outputs, _SP_INPUTS, _sp_variants()))
-    if message is None:
-        for out, e, (s, t) in zip(outputs, expected, _SP_INPUTS):
-            if not _close(out, e):
-                b = len(s)
-                hint = ""
-                if float(out) != 0 and math.isclose(float(e) / float(out), 1 / b ** 2, rel_tol=1e-3):
-                    hint = " The ratio is 1/b^2: is the 1/b^2 missing?"
-                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
-                           f"expected {_fmt(e)}{_ratio(e, out)}.{hint} No classic mistake explains this; "
-                           "compare with (similarity_matrix(t) - similarity_matrix(s)).pow(2).sum() / b**2.")
-                break
-    raise AssertionError(message)
+    _check_loss(SIMILARITY_PRESERVING_LOSS, fn)
