@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .models import CharTransformer, CifarResNet
+from .models import CharTransformer, CifarResNet, CifarSpeedNet
 
 __all__ = [
     "CIFAR10_TEACHERS",
@@ -109,13 +109,14 @@ def cifar10_teacher_info(path: str | os.PathLike | None = None, which: str = "st
 
 
 def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = True,
-                         which: str = "strong") -> CifarResNet:
+                         which: str = "strong") -> CifarResNet | CifarSpeedNet:
     """The pretrained CIFAR-10 teacher, frozen: on the CPU, in ``eval()`` mode, no gradients.
 
     - ``path=None`` loads the checkpoint shipped in ``kdcourse/assets``: ``which="strong"`` (88 %
       on the test set, the default) or ``"weak"`` (the same network after a 3-epoch schedule); another ``path`` loads
-      a checkpoint made by ``scripts/train_cifar_teacher.py`` (its architecture is read from the
-      ``.json`` sidecar next to it when there is one).
+      a checkpoint made by ``scripts/train_cifar_teacher.py`` (its network, ``CifarResNet`` or, from
+      ``--recipe fast``, ``CifarSpeedNet``, and its architecture are read from the ``.json`` sidecar
+      next to it when there is one).
     - ``verify=True`` compares the file's SHA-256 with the expected digest: for the shipped file
       both :data:`CIFAR10_TEACHER_SHA256` and the sidecar's ``sha256`` (which must agree); for
       another file its sidecar's digest, or :data:`CIFAR10_TEACHER_SHA256` when it has no sidecar
@@ -158,9 +159,12 @@ def load_cifar10_teacher(path: str | os.PathLike | None = None, verify: bool = T
             )
 
     arch = info.get("architecture", CIFAR10_TEACHER_ARCH)
-    model = CifarResNet(
-        widths=tuple(arch["widths"]), blocks=int(arch["blocks"]), num_classes=int(arch.get("num_classes", 10))
-    )
+    if info.get("model") == "kdcourse.models.CifarSpeedNet":  # scripts/train_cifar_teacher.py --recipe fast
+        model = CifarSpeedNet(widths=tuple(arch["widths"]), num_classes=int(arch.get("num_classes", 10)))
+    else:
+        model = CifarResNet(
+            widths=tuple(arch["widths"]), blocks=int(arch["blocks"]), num_classes=int(arch.get("num_classes", 10))
+        )
     return _load_frozen(model, path, _RESTORE)
 
 

@@ -67,3 +67,22 @@ def test_bad_sizes():
         MLP(hidden=())
     with pytest.raises(ValueError):
         DigitsCNN(0)
+
+
+def test_speed_net_shapes_and_whitened_stem():
+    from kdcourse.models import CifarSpeedNet, whiten_stem_
+
+    torch.manual_seed(0)
+    model = CifarSpeedNet()
+    images = torch.randn(16, 3, 32, 32) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
+    whiten_stem_(model, images)
+    out = feature_extractor(model.eval(), ["stem", "layer1", "layer2", "layer3", "embedding"])(images[:2])
+    assert {k: tuple(v.shape[1:]) for k, v in out.items()} == {
+        "stem": (24, 31, 31), "layer1": (64, 15, 15), "layer2": (256, 7, 7), "layer3": (256, 3, 3),
+        "embedding": (256,), "logits": (10,)}
+    # the 12 filters whiten the images' 2x2 patches (unit covariance); the other 12 are their negatives
+    patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    w = model.stem[0].weight
+    z = (patches - patches.mean(0)) @ w[:12].reshape(12, 12).T
+    assert torch.allclose(torch.cov(z.T), torch.eye(12), atol=2e-2)
+    assert torch.equal(w[12:], -w[:12]) and not w.requires_grad and model.stem[0].bias.requires_grad

@@ -178,3 +178,25 @@ def test_modified_lm_text_and_missing_files_are_explained(tmp_path, monkeypatch)
     (folder / "lm_teacher.pt").unlink()
     with pytest.raises(FileNotFoundError, match="git checkout kdcourse/assets"):
         teachers.load_lm_teacher()
+
+
+@pytest.mark.skipif(not os.environ.get("KDCOURSE_CIFAR10"), reason="set KDCOURSE_CIFAR10 to run the data tests")
+def test_the_fast_recipe_trains_and_loads(tmp_path):
+    """scripts/train_cifar_teacher.py --recipe fast: a CifarSpeedNet checkpoint with its sidecar, which
+    load_cifar10_teacher reads back (a smoke test on 128 images; the real run needs a GPU)."""
+    import importlib.util
+    from pathlib import Path
+
+    from kdcourse.models import CifarSpeedNet
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_cifar_teacher.py"
+    spec = importlib.util.spec_from_file_location("train_cifar_teacher", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    info = module.main(["--recipe", "fast", "--epochs", "1", "--train-size", "128", "--test-size", "100",
+                        "--batch-size", "64", "--device", "cpu", "--out-dir", str(tmp_path)])
+    assert info["model"] == "kdcourse.models.CifarSpeedNet" and info["checkpoint"] == "cifar10_teacher_fast.pt"
+    assert 0.0 <= info["test_accuracy"] <= 1.0 and "test_accuracy_with_flips" in info
+    teacher = load_cifar10_teacher(tmp_path / "cifar10_teacher_fast.pt")
+    assert isinstance(teacher, CifarSpeedNet) and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
