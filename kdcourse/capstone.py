@@ -262,10 +262,13 @@ def cifar10_study(
     x_test, y_test = tensors(data.test)
 
     # one cache entry serves every method: the features any of them may read, whatever was asked
-    features = sorted(set(TEACHER_FEATURES) | {
-        f for m in methods if m != "baseline"
-        for term in capstone_terms(m, reg, CifarCNN(reg.student_widths).to(dev), teacher)
-        for f in term.teacher_features})
+    # what each method reads from the teacher (None: nothing, it trains on the labels alone)
+    reads: dict[str, set[str] | None] = {}
+    for m in methods:
+        terms = capstone_terms(m, reg, CifarCNN(reg.student_widths).to(dev), teacher)
+        reads[m] = {"logits", *{f for t in terms for f in t.teacher_features}} \
+            if any(t.needs_teacher for t in terms) else None
+    features = sorted(set(TEACHER_FEATURES) | {f for names in reads.values() if names for f in names} - {"logits"})
     start = time.perf_counter()
     subset_params = {"train_size": reg.train_size, "test_size": reg.test_size, "seed": reg.data_seed}
     train_cache = None
@@ -293,14 +296,16 @@ def cifar10_study(
         curve_data = subset(data.test, reg.curve_size, seed=reg.data_seed)
     config_ = reg.train_config().replace(cache_teacher=False, device=str(dev))
 
+    on_device: dict[str, dict] = {}  # each method's part of the teacher cache, moved to the device once
+
     def plan(method: str, seed: int) -> RunPlan:
-        terms = capstone_terms(method, reg, CifarCNN(reg.student_widths).to(dev), teacher)  # what it reads
-        needs_teacher = any(t.needs_teacher for t in terms)
+        names = reads[method]
         run_cache = None
-        if train_cache is not None and needs_teacher:
-            names = {"logits", *{f for t in terms for f in t.teacher_features}}
-            run_cache = {k: v.to(dev) for k, v in train_cache.items() if k in names}
-        return RunPlan(train_data, config_.replace(method=method), teacher if needs_teacher else None, run_cache,
+        if train_cache is not None and names is not None:
+            if method not in on_device:
+                on_device[method] = {k: v.to(dev) for k, v in train_cache.items() if k in names}
+            run_cache = on_device[method]
+        return RunPlan(train_data, config_.replace(method=method), teacher if names is not None else None, run_cache,
                        val_data=curve_data if seed == 0 else None,
                        terms=lambda student: capstone_terms(method, reg, student, teacher))
 

@@ -86,29 +86,36 @@ ARCH = {"widths": [32, 64, 128], "blocks": 2, "num_classes": 10}
 FAST_ARCH = {"widths": [64, 256, 256], "num_classes": 10}
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``, on its device."""
-    b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
+def _random_crops(x: torch.Tensor, generator: torch.Generator, pad: int, mode: str) -> torch.Tensor:
+    """A random ``H x W`` crop of each image of ``x`` padded by ``pad`` pixels (``mode`` of ``F.pad``)."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
     dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
-    flip = torch.rand(b, device=x.device, generator=generator) < 0.5
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``, on its device."""
+    out = _random_crops(x, generator, pad, "constant")
+    flip = torch.rand(len(x), device=x.device, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size=1000) -> float:
+def evaluate(model, x, y, batch_size=1000, flips: bool = False) -> float:
+    """Test accuracy; ``flips=True`` scores the sum of the logits of each image and its mirror image."""
     model.eval()
     correct = 0
     for i in range(0, len(y), batch_size):
         xb = x[i : i + batch_size]
         if xb.device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        correct += (model(xb).argmax(1) == y[i : i + batch_size]).sum().item()
+        logits = model(xb) + model(xb.flip(3)) if flips else model(xb)
+        correct += (logits.argmax(1) == y[i : i + batch_size]).sum().item()
     return correct / len(y)
 
 
@@ -117,28 +124,8 @@ def evaluate(model, x, y, batch_size=1000) -> float:
 
 def translate_flip(x: torch.Tensor, flip_mask: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Random translations by up to ``pad`` pixels (reflect padding) and a flip of the rows in ``flip_mask``."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
-    out = padded.permute(0, 2, 3, 1)[torch.arange(b, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    out = _random_crops(x, generator, pad, "reflect")
     return torch.where(flip_mask[:, None, None, None], out.flip(3), out)
-
-
-@torch.no_grad()
-def evaluate_tta(model, x, y, batch_size=1000) -> float:
-    """Accuracy with test-time flips: the mean of the logits of each image and its mirror image."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        xb = x[i : i + batch_size]
-        if xb.device.type == "cuda":
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        logits = model(xb) + model(xb.flip(3))
-        correct += (logits.argmax(1) == y[i : i + batch_size]).sum().item()
-    return correct / len(y)
 
 
 def train_fast(args, x_train, y_train, device) -> tuple[torch.nn.Module, dict, float, int]:
@@ -238,7 +225,7 @@ def _machine(device) -> dict:
 def _finish_fast(args, x_train, y_train, x_test, y_test, device, checkpoint_name, sidecar_name, argv) -> dict:
     model, recipe, train_seconds, epochs = train_fast(args, x_train, y_train, device)
     model = model.to(memory_format=torch.contiguous_format)
-    test_accuracy, tta_accuracy = evaluate(model, x_test, y_test), evaluate_tta(model, x_test, y_test)
+    test_accuracy, tta_accuracy = evaluate(model, x_test, y_test), evaluate(model, x_test, y_test, flips=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out_dir / checkpoint_name
