@@ -100,7 +100,7 @@ class CifarRegime:
     alpha: float = 0.9
     at_pairs: tuple[tuple[str, str], ...] = tuple(AT_PAIRS.items())
     weights: Mapping[str, float] = field(default_factory=lambda: {
-        "at": 500.0,  # Zagoruyko & Komodakis' code: beta / 2 = 500 times the sum over the pairs
+        "at": 500.0,  # the paper's beta / 2 (beta = 1e3, eq. 2) times the sum over the pairs; its code uses beta
         "sp": 3000.0,  # Tung & Mori: gamma = 3000
         "rkd_distance": 25.0,  # Park et al.
         "rkd_angle": 50.0,

@@ -308,7 +308,8 @@ def attention_transfer_loss(
     .. math:: L_{AT} = \Big\| \frac{Q_S}{\|Q_S\|_2} - \frac{Q_T}{\|Q_T\|_2} \Big\|_2^2
 
     with :math:`Q` from :func:`attention_map`, averaged over batch and positions as in the
-    authors' code (their :math:`\beta/2` goes into the term's weight, typically ``1000``).
+    authors' code (the paper's :math:`\beta/2` goes into the term's weight; their code multiplies by
+    :math:`\beta = 1000`).
     Feature maps must share their spatial size.
     """
     _check_batch("student_feature", student_feature, 4, finite=False)  # _attention_map checks the maps
@@ -334,7 +335,8 @@ def multi_stage_attention_loss(
     ``student_features`` and ``teacher_features`` are sequences of feature maps, paired by
     position (stage 1 with stage 1, ...). The sum over stages, each averaged as in
     :func:`attention_transfer_loss`, is what the authors' code and RepDistiller's ``Attention``
-    compute before their weight (:math:`\beta/2`, ``1000`` in :data:`kdcourse.distill.DEFAULT_WEIGHTS`).
+    compute before their weight (:math:`\beta = 1000` in their code and in :data:`kdcourse.methods.DEFAULT_WEIGHTS`;
+    the paper writes :math:`\beta/2`).
     """
     student_features, teacher_features = list(student_features), list(teacher_features)
     if not student_features or len(student_features) != len(teacher_features):

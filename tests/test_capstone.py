@@ -92,7 +92,7 @@ def test_paired_attention_loss_rejects_bad_pairs():
 
 
 def test_study_weight_is_the_authors_beta_over_two():
-    """500 x the sum over the two pairs: the authors' code (beta / 2, beta = 1e3), and the same
+    """500 x the sum over the two pairs: the paper's beta / 2 (beta = 1e3, eq. 2; the authors' code and mdistiller use beta), and the same
     number as the study's earlier 1000 x the mean over the pairs."""
     assert QUICK.weights["at"] == FULL.weights["at"] == 500.0
 

@@ -64,11 +64,11 @@ def _variants() -> list[_Variant]:
     return [
         _Variant((), lambda s, t, p: _reference(s, t, p)),
         _Variant(("it averages the pairs' losses; add them up (the sum over the pairs), as the authors' code, "
-                  "RepDistiller and mdistiller do: the term's weight (beta/2 = 500 here) carries the scale.",),
+                  "RepDistiller and mdistiller do: the term's weight carries the scale (500 here: the paper's beta/2, beta = 1000).",),
                  lambda s, t, p: sum(_per_pair(s, t, p)) / len(p)),
         _Variant(("it sums the squared differences over positions (the paper's per-example norm) and "
                   "averages over the batch only; this course averages over batch AND positions "
-                  "(`.pow(2).mean()`), as the authors' code does (their beta/2 goes into the weight).",),
+                  "(`.pow(2).mean()`), as the authors' code does (the paper's beta/2 goes into the weight).",),
                  lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum(1).mean()))),
         _Variant(("it sums the squared differences over everything; average them (`.pow(2).mean()`).",),
                  lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum()))),

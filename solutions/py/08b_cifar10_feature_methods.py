@@ -165,7 +165,7 @@ print("AT_PAIRS (student layer -> teacher layer):", AT_PAIRS)
 # - for each pair: the mean (over the batch and the positions) of the squared difference between
 #   `attention_map(student_out[s])` and `attention_map(teacher_out[t])`;
 # - return the **sum over the pairs**, as the authors' code, RepDistiller and mdistiller do: the
-#   term's weight carries the scale (the authors' $\beta/2$), so with one pair of the same name this
+#   term's weight carries the scale (the paper's $\beta/2$), so with one pair of the same name this
 #   is lesson 05's `attention_transfer_loss`.
 
 # %%
@@ -226,8 +226,8 @@ print("teacher outputs cached per image:", ", ".join(f"{n} {s}" for n, s in shap
 # The `at` students train with the package's `kdcourse.methods.paired_attention_loss` (the
 # registry's attention transfer over these pairs), the reference your function was checked against: two right answers can differ in the last bits of a float, and twenty
 # epochs can grow that into a few test images, so the study uses one of them and the numbers below are
-# the ones this text quotes whichever way you wrote yours. The weights are the authors' for CIFAR, not tuned here: 500 is Zagoruyko & Komodakis' $\beta/2$
-# with $\beta = 1000$ (mdistiller and RepDistiller use 1000 times the same sum), 3000 is Tung & Mori's $\gamma$. The result is the accuracy
+# the ones this text quotes whichever way you wrote yours. The weights are the papers' for CIFAR, not tuned here: 500 is Zagoruyko & Komodakis' $\beta/2$
+# with $\beta = 1000$ (their eq. 2; their code, mdistiller and RepDistiller use 1000 times the same sum), 3000 is Tung & Mori's $\gamma$. The result is the accuracy
 # on the 5,000 test images after the last epoch; for the learning curves, the seed-0 students are
 # also scored on 500 of them after every epoch (nothing is chosen on these numbers). The progress bar counts runs (methods ×
 # seeds); the first printed line says whether the teacher's outputs came from the cache. The
