@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcourse import losses
-from kdcourse.checks import lm
+from kdcourse.checks import engine, lm
 from kdcourse.checks.lm import EXERCISES, check
 
 
@@ -30,7 +30,7 @@ def test_mistakes_are_told_apart(name):
     exercise = EXERCISES[name]
     for mistake in exercise.mistakes:
         outputs = [mistake.make(*case) for case in exercise.cases]
-        assert [m.id for m in lm._matching(exercise, outputs)] == [mistake.id]
+        assert [m.id for m in engine.diagnose(outputs, exercise.cases, exercise.variants())] == [mistake.id]
         assert not all(torch.allclose(o, exercise.reference(*c)) for o, c in zip(outputs, exercise.cases))
 
 

@@ -11,6 +11,23 @@ from .statistics import check_paired_gain  # lesson 08c: the paired per-seed gai
 from .lm import check_masked_token_kd, check_renormalize_top_k, check_reverse_kl  # lesson 09
 from .pitfalls import *  # lesson 07: diagnose a mystery distiller from its symptoms
 
+from . import capstone as _capstone  # noqa: E402
+from . import features as _features  # noqa: E402
+from . import lm as _lm_tables  # noqa: E402
+from . import logits as _logit_tables  # noqa: E402
+from . import relations as _relation_tables  # noqa: E402
+from . import statistics as _statistics_tables  # noqa: E402
+
+EXERCISES = {e.name: e for e in (
+    _logit_tables.SOFTMAX_WITH_TEMPERATURE, _logit_tables.ENTROPY, _logit_tables.KD_LOSS,
+    _logit_tables.DISTILLATION_LOSS, _features.HINT_LOSS, _features.ATTENTION_MAP, _features.ATTENTION_TRANSFER_LOSS,
+    _relation_tables.RKD_DISTANCE_LOSS, _relation_tables.RKD_ANGLES, _relation_tables.RKD_ANGLE_LOSS,
+    _relation_tables.SIMILARITY_MATRIX, _relation_tables.SIMILARITY_PRESERVING_LOSS,
+    _capstone.PAIRED_ATTENTION_LOSS, _capstone.LABELED_CROSS_ENTROPY, _statistics_tables.PAIRED_GAIN,
+    *_lm_tables.EXERCISES.values())}
+"""Every exercise written as a table (:class:`kdcourse.checks.engine.Exercise`), by name; the training
+step, the regressor, the hint term and lesson 07's diagnosis are written by hand."""
+
 # A skipped exercise does not stop its lesson: each checker, given the untouched stub, puts the
 # package's reference in its place and says so (kdcourse/checks/fallback.py). Lesson 07's
 # diagnoses are answers, not functions, and its lesson runs past them without a fallback.

@@ -14,18 +14,13 @@ import torch
 
 from ..losses import attention_map
 from ..methods import paired_attention_loss as _reference
+from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
+from .engine import check as _check
 from .engine import check_gradient as _check_gradient
-from .engine import close as _close
-from .engine import diagnose as _diagnose
-from .engine import error_text as _error_text
-from .engine import explain as _explain
 from .engine import fmt as _fmt
-from .engine import name_of as _name
-from .engine import not_implemented as _not_implemented
 from .engine import randn as _randn
 from .engine import scalar_output as _scalar_output
-from .engine import try_call as _try
 
 __all__ = ["check_paired_attention_loss"]
 
@@ -45,10 +40,16 @@ _SHAPES_T = {"layer1": (4, 2, 8, 8), "layer2": (4, 7, 4, 4), "layer3": (4, 9, 2,
 _STUDENT, _TEACHER = _outputs(_SHAPES_S, seed=30), _outputs(_SHAPES_T, seed=40)
 _TEACHER_RENAMED = {"block3": _TEACHER["layer3"], "logits": _TEACHER["logits"]}
 _CASES = [
-    (_STUDENT, _TEACHER, _PAIRS, "two pairs"),
-    (_outputs(_SHAPES_S, seed=60), _outputs(_SHAPES_T, seed=70), _PAIRS, "two pairs, other values"),
-    (_STUDENT, _TEACHER_RENAMED, {"layer2": "block3"}, "one pair"),
+    (_STUDENT, _TEACHER, _PAIRS),
+    (_outputs(_SHAPES_S, seed=60), _outputs(_SHAPES_T, seed=70), _PAIRS),
+    (_STUDENT, _TEACHER_RENAMED, {"layer2": "block3"}),
 ]
+
+
+def _show(case: tuple) -> str:
+    s, _, pairs = case
+    what = "one pair" if len(pairs) == 1 else "two pairs" if s is _STUDENT else "two pairs, other values"
+    return f"pairs={pairs}, {what}"
 
 
 def _raw_q(x: torch.Tensor) -> torch.Tensor:
@@ -118,49 +119,32 @@ def _error_hint(error: Exception, student_out=None, teacher_out=None, pairs=None
     return ""
 
 
+def _reaches_layer1(exercise, name: str, fn: Callable) -> None:
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    s = {k: v.clone().requires_grad_(True) for k, v in _STUDENT.items()}
+    _check_gradient(name, fn(s, _TEACHER, _PAIRS), s["layer1"], "the student's layer1 features")
+
+
+PAIRED_ATTENTION_LOSS = _Exercise(
+    "paired_attention_loss", _reference, _CASES, show=_show, variants=_variants,
+    success="matches the reference on {n} test cases (two pairs and one, layers of different names), and the "
+            "gradient reaches the student's features.",
+    fallback=lambda exercise, name, out, e, case: (
+        f"{name}({_show(case)}) returned {_fmt(out)}, expected {_fmt(e)}. No classic mistake explains this; for each "
+        "pair compute attention_map(student_out[s]) and attention_map(teacher_out[t]), take the mean squared "
+        "difference, and add up the pairs' losses."),
+    output=lambda name, shown, out, case: _scalar_output(name, shown, out, 4),
+    on_match=_reaches_layer1, collect_errors=True, error_hint=lambda error, case: _error_hint(error, *case),
+)
+
+
 def check_paired_attention_loss(fn: Callable) -> None:
     """Check ``fn(student_out, teacher_out, pairs)`` against
     :func:`kdcourse.methods.paired_attention_loss`: for every ``{student layer: teacher layer}``
     pair the mean squared difference of the unit-norm attention maps, summed over the pairs.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "paired_attention_loss")
-    outputs, errors = [], []
-    for s, t, pairs, what in _CASES:
-        shown = f"pairs={pairs}, {what}"
-        try:
-            out, error = _try(fn, (s, t, pairs))
-        except NotImplementedError as e:
-            raise _not_implemented(name, e) from None
-        if error is None:
-            out = _scalar_output(name, shown, out, 4)
-        outputs.append(out)
-        errors.append((shown, error, (s, t, pairs)))
-    expected = [_reference(s, t, p).detach() for s, t, p, _ in _CASES]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        s = {k: v.clone().requires_grad_(True) for k, v in _STUDENT.items()}
-        loss = fn(s, _TEACHER, _PAIRS)
-        _check_gradient(name, loss, s["layer1"], "the student's layer1 features")
-        print(f"✓ {name} matches the reference on {len(_CASES)} test cases (two pairs and one, layers of "
-              "different names), and the gradient reaches the student's features.")
-        return
-    inputs = [(s, t, p) for s, t, p, _ in _CASES]
-    message = _explain(name, _diagnose(outputs, inputs, _variants()))
-    failed = [(shown, e, case) for shown, e, case in errors if e is not None]
-    if message is None and failed:
-        # a KeyError names the layer read from the wrong dict: the most telling error, when there is one
-        shown, error, case = next((f for f in failed if isinstance(f[1], KeyError)), failed[0])
-        message = _error_text(name, shown, error) + _error_hint(error, *case)
-    elif message is None:
-        for out, e, (s, t, p, what) in zip(outputs, expected, _CASES):
-            if not _close(out, e):
-                message = (f"{name}(pairs={p}, {what}) returned {_fmt(out)}, expected {_fmt(e)}. No classic "
-                           "mistake explains this; for each pair compute attention_map(student_out[s]) and "
-                           "attention_map(teacher_out[t]), take the mean squared difference, and add up the "
-                           "pairs' losses.")
-                break
-    raise AssertionError(message)
-
+    _check(PAIRED_ATTENTION_LOSS, fn)
 
 
 # ------------------------------------------------------------------ lesson 08: the transfer set
@@ -202,47 +186,47 @@ def _ce_variants() -> list[_Variant]:
     ]
 
 
+def _ce_show(case: tuple) -> str:
+    return _CE_WHAT[next(i for i, y in enumerate(_CE_LABELS) if y is case[1])]
+
+
+def _ce_output(name: str, what: str, out, case: tuple):
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    try:
+        return _scalar_output(name, what, out, len(case[1]))
+    except AssertionError as bad:
+        if "NaN" in str(bad) and not bool((case[1] != -1).any()):
+            raise AssertionError(f"{name}: {_ce_variants()[2].mistakes[0]}") from None
+        raise
+
+
+def _ce_error_hint(error: BaseException, case: tuple) -> str:
+    if "Target -1" in str(error) or "out of bounds" in str(error):
+        return ("\nThe label -1 means 'no label': keep only the rows with y != -1 before the "
+                "cross-entropy (logits[keep], y[keep]).")
+    return ""
+
+
+def _ce_reaches_logits(exercise, name: str, fn: Callable) -> None:
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    z = _CE_LOGITS[0].clone().requires_grad_(True)
+    _check_gradient(name, fn(z, _CE_LABELS[0]), z, "the student's logits")
+
+
+LABELED_CROSS_ENTROPY = _Exercise(
+    "labeled_cross_entropy", _labeled_ce_reference, list(zip(_CE_LOGITS, _CE_LABELS)), show=_ce_show,
+    variants=_ce_variants,
+    success=f"matches the reference on {{n}} batches ({', '.join(_CE_WHAT)}), and the gradient reaches the logits.",
+    fallback=lambda exercise, name, out, e, case: (
+        f"{name} on a batch with {_ce_show(case)} returned {_fmt(out)}, expected {_fmt(e)}. No classic mistake "
+        "explains this: keep the rows with y != -1, take F.cross_entropy on them (a mean), and return 0 when "
+        "there are none."),
+    output=_ce_output, on_match=_ce_reaches_logits, collect_errors=True, error_hint=_ce_error_hint,
+)
+
+
 def check_labeled_cross_entropy(fn: Callable) -> None:
     """Check ``fn(logits, y)`` against :func:`kdcourse.distill.labeled_cross_entropy`: the
     cross-entropy averaged over the rows whose label is not ``-1``, and 0 when there is none."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "labeled_cross_entropy")
-    outputs, errors = [], []
-    for z, y, what in zip(_CE_LOGITS, _CE_LABELS, _CE_WHAT):
-        try:
-            out, error = _try(fn, (z, y))
-        except NotImplementedError as e:
-            raise _not_implemented(name, e) from None
-        if error is None:
-            try:
-                out = _scalar_output(name, what, out, len(y))
-            except AssertionError as bad:
-                if "NaN" in str(bad) and not bool((y != -1).any()):
-                    raise AssertionError(f"{name}: {_ce_variants()[2].mistakes[0]}") from None
-                raise
-        outputs.append(out)
-        errors.append((what, error))
-    expected = [_labeled_ce_reference(z, y).detach() for z, y in zip(_CE_LOGITS, _CE_LABELS)]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        z = _CE_LOGITS[0].clone().requires_grad_(True)
-        _check_gradient(name, fn(z, _CE_LABELS[0]), z, "the student's logits")
-        print(f"✓ {name} matches the reference on {len(_CE_WHAT)} batches ({', '.join(_CE_WHAT)}), "
-              "and the gradient reaches the logits.")
-        return
-    inputs = list(zip(_CE_LOGITS, _CE_LABELS))
-    message = _explain(name, _diagnose(outputs, inputs, _ce_variants()))
-    failed = [(what, e) for what, e in errors if e is not None]
-    if message is None and failed:
-        what, error = failed[0]
-        message = _error_text(name, what, error)
-        if "Target -1" in str(error) or "out of bounds" in str(error):
-            message += ("\nThe label -1 means 'no label': keep only the rows with y != -1 before the "
-                        "cross-entropy (logits[keep], y[keep]).")
-    elif message is None:
-        for out, e, what in zip(outputs, expected, _CE_WHAT):
-            if not _close(out, e):
-                message = (f"{name} on a batch with {what} returned {_fmt(out)}, expected {_fmt(e)}. No classic "
-                           "mistake explains this: keep the rows with y != -1, take F.cross_entropy on them (a "
-                           "mean), and return 0 when there are none.")
-                break
-    raise AssertionError(message)
+    _check(LABELED_CROSS_ENTROPY, fn)

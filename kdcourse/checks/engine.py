@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import mistakes as catalogue
+
 RTOL, ATOL = 1e-4, 1e-6
 
 IN_PLACE_FEATURES = ("an in-place op such as `x.pow_(2)`, `x /= n` or `x[...] = ...`). Compute new tensors "
@@ -71,10 +73,10 @@ def not_implemented(name: str, error: Exception) -> AssertionError:
 
 def try_call(fn: Callable, args: tuple, name: str | None = None, shown: str | None = None,
              in_place: str = IN_PLACE_FEATURES):
-    """``(output, None)`` or ``(None, exception)``; inputs are cloned, and an input changed in place is an
+    """``(output, None)`` or ``(None, exception)``; inputs are cloned (lists copied), and an input changed in place is an
     ``AssertionError`` saying ``in_place`` (the example and the fix). ``NotImplementedError`` passes through."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    clones = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    clones = tuple(a.clone() if isinstance(a, torch.Tensor) else list(a) if isinstance(a, list) else a for a in args)
     try:
         out = fn(*clones)
     except NotImplementedError:
@@ -111,12 +113,33 @@ def close(a, b, rtol: float = RTOL, atol: float = ATOL) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Variant:
-    """One hypothesis: its mistakes (empty = an accepted answer) and what it would return."""
+    """One hypothesis: its mistakes (empty = an accepted answer) and the function that makes them.
+
+    Each mistake is an id of :data:`kdcourse.mistakes.CATALOGUE` (its message filled in with the case's
+    numbers) or the message itself; ``id`` names a one-mistake variant in tests.
+    """
 
     mistakes: tuple[str, ...]
     fn: Callable
+    id: str = ""
+
+    @property
+    def message(self) -> str:
+        """The message of a one-mistake row (its catalogue text when it names a catalogue id)."""
+        (text,) = self.mistakes
+        return catalogue.message(text) if text in catalogue.CATALOGUE else text
+
+    @property
+    def make(self) -> Callable:
+        """The function that makes the mistake."""
+        return self.fn
+
+
+def mistake(id: str, message: str, make: Callable) -> Variant:
+    """A table row: one named mistake, the message that says it and its fix, and a function that makes it."""
+    return Variant((message,), make, id)
 
 
 def diagnose(outputs: Sequence, inputs: Sequence[tuple], variants: Sequence[Variant],
@@ -136,14 +159,15 @@ def diagnose(outputs: Sequence, inputs: Sequence[tuple], variants: Sequence[Vari
     return found
 
 
-def explain(name: str, found: Sequence[Variant]) -> str | None:
-    """``name: the mistake`` or ``name combines N mistakes:`` and a list; ``None`` when nothing was found."""
+def explain(name: str, found: Sequence[Variant], numbers: dict | None = None) -> str | None:
+    """``name: the mistake`` or ``name has N mistakes:`` and a list; ``None`` when nothing was found.
+    Catalogue ids are filled in with ``numbers`` (``T``, ``B``, ``C``, ``alpha``: :func:`kdcourse.mistakes.message`)."""
     if not found or not found[0].mistakes:
         return None
-    mistakes = found[0].mistakes
-    if len(mistakes) == 1:
-        return f"{name}: {mistakes[0]}"
-    return "\n".join([f"{name} combines {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes])
+    texts = [catalogue.message(m, **(numbers or {})) if m in catalogue.CATALOGUE else m for m in found[0].mistakes]
+    if len(texts) == 1:
+        return f"{name}: {texts[0]}"
+    return "\n".join([f"{name} has {len(texts)} mistakes:"] + [f"  - {m}" for m in texts])
 
 
 def generic(name: str, shown: str, expected: torch.Tensor, got: torch.Tensor) -> str:
@@ -227,16 +251,65 @@ def check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) 
         raise AssertionError(f"{name}: the gradient with respect to {what} is zero: the loss must depend on it.")
 
 
-@dataclass(frozen=True)
-class LossExercise:
-    """A loss exercise as data: ``fn(student, teacher, *settings) -> a number``, checked on ``cases``
-    against ``reference``, its classic mistakes in ``variants()``.
+def gradient_to(what: str, index: int = 0) -> Callable:
+    """An ``on_match`` check: the loss of the first case reaches argument ``index`` (``what``) with a
+    finite, non-zero gradient."""
+    def on_match(exercise: Exercise, name: str, fn: Callable) -> None:
+        __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+        case = list(exercise.cases[0])
+        wrt = case[index] = case[index].clone().requires_grad_(True)
+        check_gradient(name, fn(*case), wrt, what)
+    return on_match
 
-    ``show(case)`` says what a case is in a message; ``success`` ends the ✓ line; ``fallback(name,
-    got, expected, case)`` is the message when no mistake explains a wrong value; ``afterword(name,
-    fn)`` may add to any failure (e.g. a scale-invariance test); ``call_hint(case)`` is the ``hint``
-    of :func:`call` and ``call_error(case)`` a line added to a call's error; the gradient of the first
-    case must reach the student's input (``gradient_of`` names it).
+
+def loss_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
+    """The default ``output`` check: one number (the batch is the first argument's length)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    return scalar_output(name, shown, out, len(case[0]))
+
+
+def at_case(exercise: Exercise, out, expected, case: tuple) -> str:
+    """A ``quote``: the case and both values, on a line of their own."""
+    return f"\n  (at {exercise.show(case)}: got {fmt(out)}, expected {fmt(expected)})"
+
+
+def ratio(expected: torch.Tensor, got: torch.Tensor) -> str:
+    """`` (ratio expected / got = r)`` for two numbers, ``""`` when ``got`` is 0."""
+    return f" (ratio expected / got = {float(expected) / float(got):.4g})" if float(got) != 0 else ""
+
+
+def compare_with(advice: str) -> Callable:
+    """A ``fallback``: both values, their ratio, and ``advice`` (what to compare the code with)."""
+    def fallback(exercise: Exercise, name: str, out, expected, case: tuple) -> str:
+        return (f"{name}({exercise.show(case)}) returned {fmt(out)}, expected {fmt(expected)}{ratio(expected, out)}. "
+                f"No classic mistake explains this; {advice}")
+    return fallback
+
+
+def first_row_fallback(advice: str) -> Callable:
+    """A ``fallback`` for maps with unit rows: the first row of each, whether the rows have norm 1, ``advice``."""
+    def fallback(exercise: Exercise, name: str, out, expected, case: tuple) -> str:
+        return (f"{name}({exercise.show(case)}) returned first row {fmt(out[0])}, expected {fmt(expected[0])}."
+                f"{unit_rows_note(out)} No classic mistake explains this; {advice}")
+    return fallback
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise as data: ``fn(*case)`` is checked on ``cases`` against ``reference``, and a wrong
+    answer is matched against ``variants()``, its known mistakes.
+
+    ``show(case)`` says what a case is in a message; ``success`` ends the ✓ line (``{n}``: the number of
+    cases); ``output(name, shown, out, case)`` checks what came back (a loss by default) and may refuse
+    it with a message; ``on_match(exercise, name, fn)`` runs once every value is right (a gradient
+    check); ``fallback(exercise, name, got, expected, case)`` is the message when no mistake explains a
+    wrong value. The rest say what a table cannot: ``call_hint(case)`` and ``call_error(case)`` add to
+    an exception's message; ``collect_errors`` keeps an exception as one case's outcome (a mistake may
+    explain it; else it is shown with ``error_hint(error, case)``); ``same`` compares outputs;
+    ``numbers(case)`` fills catalogue messages; ``quote(exercise, got, expected, case)`` is added after a
+    named mistake (:func:`at_case`); ``quoted(outputs, expected)`` picks the case to quote; ``diagnose_on`` limits the diagnosis
+    to the first cases; ``before_diagnosis(name, outputs, expected)`` may name a mistake first;
+    ``afterword(name, fn)`` is added to any wrong-value message.
     """
 
     name: str
@@ -245,59 +318,88 @@ class LossExercise:
     show: Callable[[tuple], str]
     variants: Callable[[], list[Variant]]
     success: str
-    fallback: Callable[[str, torch.Tensor, torch.Tensor, tuple], str]
-    gradient_of: str = "the student's features"
+    fallback: Callable
+    output: Callable = loss_output
+    on_match: Callable | None = None
     call_hint: Callable[[tuple], Callable | None] = lambda case: None
     call_error: Callable[[tuple], str | None] = lambda case: None
+    collect_errors: bool = False
+    error_hint: Callable[[BaseException, tuple], str] = lambda error, case: ""
+    same: Callable = close
+    numbers: Callable[[tuple], dict] = lambda case: {}
+    quote: Callable | None = None
+    quoted: Callable | None = None
+    diagnose_on: int | None = None
+    before_diagnosis: Callable | None = None
     afterword: Callable[[str, Callable], str] | None = None
+    in_place: str = IN_PLACE_FEATURES
+
+    @property
+    def mistakes(self) -> list[Variant]:
+        """The table's one-mistake rows (the accepted answers and the combinations left out)."""
+        return [v for v in self.variants() if len(v.mistakes) == 1]
 
 
-def check_loss(exercise: LossExercise, fn: Callable) -> None:
-    """Run ``fn`` on every case of ``exercise``: print one ✓ line when it matches the reference and
-    its gradient reaches the student, else raise ``AssertionError`` naming the likely mistake."""
+def check(exercise: Exercise, fn: Callable) -> None:
+    """Run ``fn`` on every case of ``exercise``: print one ✓ line when every value matches the reference
+    (and ``on_match`` passes), else raise ``AssertionError`` with the simplest combination of known
+    mistakes that reproduces every output, or the exercise's ``fallback`` when none does."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     name = name_of(fn, exercise.name)
-    outputs = []
+    outputs, errors = [], []
     for case in exercise.cases:
         shown = exercise.show(case)
-        try:
-            out = call(fn, name, case, shown, hint=exercise.call_hint(case))
-        except AssertionError as error:
-            extra = exercise.call_error(case)
-            if extra is None:
-                raise
-            raise AssertionError(f"{error}\n{extra}") from None
-        outputs.append(scalar_output(name, shown, out, len(case[0])))
-    def gradient() -> None:
-        __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest from the frame)
-        first = exercise.cases[0]
-        s = first[0].clone().requires_grad_(True)
-        check_gradient(name, fn(s, *first[1:]), s, exercise.gradient_of)
-
-    fallback = exercise.fallback
-    if exercise.afterword is not None:
-        def fallback(name, out, e, case):  # noqa: F811  (the exercise's, with its afterword)
-            __tracebackhide__ = True  # noqa: F841
-            return exercise.fallback(name, out, e, case) + exercise.afterword(name, fn)
-    judge(name, outputs, [exercise.reference(*case) for case in exercise.cases], exercise.cases,
-          exercise.variants(), exercise.success, fallback, on_match=gradient)
-
-
-def judge(name: str, outputs: Sequence, expected: Sequence, cases: Sequence[tuple], variants: Sequence[Variant],
-          success: str, fallback: Callable[[str, torch.Tensor, torch.Tensor, tuple], str],
-          on_match: Callable[[], None] | None = None) -> None:
-    """The verdict on a checker's outputs: when every one matches its expected value, ``on_match()``
-    (e.g. a gradient check) and the line ``✓ {name} matches the reference on N test cases{success}``;
-    else ``AssertionError`` with the simplest combination of ``variants`` that explains the outputs,
-    or ``fallback(name, got, expected, case)`` for the first wrong case when none does."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    if all(close(o, e) for o, e in zip(outputs, expected)):
-        if on_match is not None:
-            on_match()
-        print(f"✓ {name} matches the reference on {len(cases)} test cases{success}")
+        if exercise.collect_errors:
+            try:
+                out, error = try_call(fn, case, name, shown, exercise.in_place)
+            except NotImplementedError as e:
+                raise not_implemented(name, e) from None
+            if error is not None:
+                outputs.append(None)
+                errors.append((shown, error, case))
+                continue
+        else:
+            try:
+                out = call(fn, name, case, shown, exercise.call_hint(case), exercise.in_place)
+            except AssertionError as error:
+                extra = exercise.call_error(case)
+                if extra is None:
+                    raise
+                raise AssertionError(f"{error}\n{extra}") from None
+        outputs.append(exercise.output(name, shown, out, case))
+    expected = [exercise.reference(*case) for case in exercise.cases]
+    expected = [e.detach() if isinstance(e, torch.Tensor) else e for e in expected]
+    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if o is None or not exercise.same(o, e)]
+    if not wrong:
+        if exercise.on_match is not None:
+            exercise.on_match(exercise, name, fn)
+        print(f"✓ {name} {exercise.success.format(n=len(exercise.cases))}")
         return
-    message = explain(name, diagnose(outputs, cases, variants))
+    i = exercise.quoted(outputs, expected) if exercise.quoted else wrong[0]
+    message = exercise.before_diagnosis(name, outputs, expected) if exercise.before_diagnosis else None
     if message is None:
-        i = next(i for i, (o, e) in enumerate(zip(outputs, expected)) if not close(o, e))
-        message = fallback(name, outputs[i], expected[i], cases[i])
+        upto = exercise.diagnose_on or len(outputs)
+        found = diagnose(outputs[:upto], exercise.cases[:upto], exercise.variants(), exercise.same)
+        message = explain(name, found, exercise.numbers(exercise.cases[i]))
+        if message is not None and exercise.quote is not None:
+            message += exercise.quote(exercise, outputs[i], expected[i], exercise.cases[i])
+    if message is None and errors:
+        # a KeyError names what was read from the wrong place: the most telling error, when there is one
+        shown, error, case = next((e for e in errors if isinstance(e[1], KeyError)), errors[0])
+        message = error_text(name, shown, error) + exercise.error_hint(error, case)
+    if message is None:
+        i = next(j for j in wrong if outputs[j] is not None) if exercise.quoted is None else i
+        message = exercise.fallback(exercise, name, outputs[i], expected[i], exercise.cases[i])
+        if exercise.afterword is not None:
+            message += exercise.afterword(name, fn)
     raise AssertionError(message)
+
+
+def tensor_like(shape_of: Callable[[tuple], Sequence[int]], hints: Callable[[tuple, object], dict] | None = None,
+                finite: bool = True, **options) -> Callable:
+    """An ``output`` check for a function that returns a tensor of shape ``shape_of(case)``;
+    ``hints(case, out)`` maps a wrong shape to what it suggests (:func:`tensor_output`)."""
+    def output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
+        __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+        return tensor_output(name, shown, out, shape_of(case), hints(case, out) if hints else None, finite, **options)
+    return output

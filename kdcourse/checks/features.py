@@ -21,24 +21,21 @@ from torch import nn
 from .. import losses
 from ..distill import LossTerm
 from ..models import DigitsCNN, feature_extractor
-from .engine import LossExercise as _LossExercise
+from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
 from .engine import call as _call
+from .engine import check as _check
 from .engine import check_gradient as _check_gradient
-from .engine import check_loss as _check_loss
 from .engine import close as _close
-from .engine import diagnose as _diagnose
-from .engine import error_text as _error_text
-from .engine import explain as _explain
+from .engine import first_row_fallback as _first_row_fallback
 from .engine import fmt as _fmt
-from .engine import judge as _judge
+from .engine import gradient_to as _gradient_to
 from .engine import name_of as _name
 from .engine import not_implemented as _not_implemented
 from .engine import randn as _randn
+from .engine import ratio as _ratio
 from .engine import scalar_output as _scalar_output
-from .engine import tensor_output as _tensor_output
-from .engine import try_call as _try
-from .engine import unit_rows_note as _unit_rows_note
+from .engine import tensor_like as _tensor_like
 
 __all__ = [
     "check_make_regressor",
@@ -236,54 +233,48 @@ def _hint_variants() -> list[_Variant]:
     ]
 
 
+def _hint_gradients(exercise, name: str, fn: Callable) -> None:
+    """The gradient reaches the student's features and the regressor's weights."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    s, t, r = exercise.cases[0]
+    s = s.clone().requires_grad_(True)
+    r.zero_grad(set_to_none=True)
+    loss = fn(s, t, r)
+    _check_gradient(name, loss, s, "the student's features")
+    grads = torch.autograd.grad(loss, list(r.parameters()), allow_unused=True)
+    if any(g is None or not g.abs().sum() > 0 for g in grads):
+        raise AssertionError(f"{name}: no gradient reaches the regressor's weights: apply the regressor "
+                             "inside the loss, without torch.no_grad(), so that it is trained too.")
+
+
+def _hint_error(error: BaseException, case: tuple) -> str:
+    if isinstance(error, RuntimeError) and ("channels" in str(error) or "size of tensor" in str(error)):
+        return ("\nThe shapes do not line up: the regressor takes the STUDENT's channels and outputs "
+                "the teacher's, so apply it to student_feature, then compare with teacher_feature.")
+    return ""
+
+
+HINT_LOSS = _Exercise(
+    "hint_loss", losses.hint_loss, _HINT_INPUTS,
+    show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, regressor {c[2]}",
+    variants=_hint_variants,
+    success="matches the reference on {n} test cases, and the gradient reaches both the student's features and "
+            "the regressor.",
+    fallback=lambda exercise, name, out, e, case: (
+        f"{name}(student {tuple(case[0].shape)}, teacher {tuple(case[1].shape)}) returned {_fmt(out)}, "
+        f"expected {_fmt(e)}. No classic mistake explains this; compare your code with "
+        "F.mse_loss(regressor(student_feature), teacher_feature)."),
+    on_match=_hint_gradients, collect_errors=True, error_hint=_hint_error,
+)
+
+
 def check_hint_loss(fn: Callable) -> None:
     """Check ``fn(student_feature, teacher_feature, regressor)`` against
     :func:`kdcourse.losses.hint_loss`: the mean squared error between ``regressor(student_feature)``
     and ``teacher_feature``, with the gradient reaching the student's features and the regressor.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "hint_loss")
-    outputs, errors = [], []
-    for s, t, r in _HINT_INPUTS:
-        shown = f"student {tuple(s.shape)}, teacher {tuple(t.shape)}, regressor {r}"
-        try:
-            out, error = _try(fn, (s, t, r))
-        except NotImplementedError as e:
-            raise _not_implemented(name, e) from None
-        if error is None:
-            out = _scalar_output(name, shown, out, s.shape[0])
-        outputs.append(out)
-        errors.append((shown, error))
-    expected = [losses.hint_loss(s, t, r).detach() for s, t, r in _HINT_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        s, t, r = _HINT_INPUTS[0]
-        s = s.clone().requires_grad_(True)
-        r.zero_grad(set_to_none=True)
-        loss = fn(s, t, r)
-        _check_gradient(name, loss, s, "the student's features")
-        grads = torch.autograd.grad(loss, list(r.parameters()), allow_unused=True)
-        if any(g is None or not g.abs().sum() > 0 for g in grads):
-            raise AssertionError(f"{name}: no gradient reaches the regressor's weights: apply the regressor "
-                                 "inside the loss, without torch.no_grad(), so that it is trained too.")
-        print(f"✓ {name} matches the reference on {len(_HINT_INPUTS)} test cases, and the gradient reaches "
-              "both the student's features and the regressor.")
-        return
-    message = _explain(name, _diagnose(outputs, _HINT_INPUTS, _hint_variants()))
-    failed = [(shown, e) for shown, e in errors if e is not None]
-    if message is None and failed:
-        shown, error = failed[0]
-        message = _error_text(name, shown, error)
-        if isinstance(error, RuntimeError) and ("channels" in str(error) or "size of tensor" in str(error)):
-            message += ("\nThe shapes do not line up: the regressor takes the STUDENT's channels and outputs "
-                        "the teacher's, so apply it to student_feature, then compare with teacher_feature.")
-    elif message is None:
-        for out, e, (s, t, r) in zip(outputs, expected, _HINT_INPUTS):
-            if not _close(out, e):
-                message = (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}) returned {_fmt(out)}, "
-                           f"expected {_fmt(e)}. No classic mistake explains this; compare your code with "
-                           "F.mse_loss(regressor(student_feature), teacher_feature).")
-                break
-    raise AssertionError(message)
+    _check(HINT_LOSS, fn)
 
 
 # ------------------------------------------------------------------ hint_term
@@ -423,33 +414,35 @@ def _attention_variants() -> list[_Variant]:
     ]
 
 
+def _attention_map_hints(case: tuple, out) -> dict:
+    n, c, h, w = case[0].shape
+    return {
+        (c, h * w): "It reduced over dim 0, the batch (shape[0] is the batch size N): the channels are dim 1, "
+                    "so reduce over dim=1 and keep one map per example.",
+        (n, h, w): "Flatten the positions: the map of one example is a vector of H*W values (q.flatten(1)), "
+                   "normalised as a whole.",
+        (n, c): "It reduced over the positions; reduce over the CHANNELS (dim=1) and keep one value per "
+                "position.",
+        (n, c, h * w): "Reduce over the channels (dim=1): one value per position.",
+        (h * w,): "Keep the batch dimension: one map per example, shape (N, H*W).",
+    }
+
+
+ATTENTION_MAP = _Exercise(
+    "attention_map", losses.attention_map, _AT_MAP_INPUTS,
+    show=lambda c: f"feature of shape {tuple(c[0].shape)}, p={c[1]:g}", variants=_attention_variants,
+    success="matches the reference on {n} test cases (p = 1, 2, 3; 2 to 5 channels).",
+    fallback=_first_row_fallback("compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."),
+    output=_tensor_like(lambda c: (len(c[0]), c[0].shape[2] * c[0].shape[3]), _attention_map_hints),
+)
+
+
 def check_attention_map(fn: Callable) -> None:
     """Check ``fn(feature, p)`` -> ``(N, H*W)`` maps :math:`\\mathrm{vec}(\\sum_c |A_c|^p)`, each
     with unit L2 norm, against :func:`kdcourse.losses.attention_map`.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "attention_map")
-    outputs = []
-    for a, p in _AT_MAP_INPUTS:
-        n, c, h, w = a.shape
-        shown = f"feature of shape {tuple(a.shape)}, p={p:g}"
-        out = _call(fn, name, (a, p), shown)
-        hints = {
-            (c, h * w): "It reduced over dim 0, the batch (shape[0] is the batch size N): the channels are dim 1, "
-                        "so reduce over dim=1 and keep one map per example.",
-            (n, h, w): "Flatten the positions: the map of one example is a vector of H*W values (q.flatten(1)), "
-                       "normalised as a whole.",
-            (n, c): "It reduced over the positions; reduce over the CHANNELS (dim=1) and keep one value per "
-                    "position.",
-            (n, c, h * w): "Reduce over the channels (dim=1): one value per position.",
-            (h * w,): "Keep the batch dimension: one map per example, shape (N, H*W).",
-        }
-        outputs.append(_tensor_output(name, shown, out, (n, h * w), hints))
-    _judge(name, outputs, [losses.attention_map(a, p) for a, p in _AT_MAP_INPUTS], _AT_MAP_INPUTS,
-           _attention_variants(), " (p = 1, 2, 3; 2 to 5 channels).", lambda name, out, e, case: (
-               f"{name}(feature of shape {tuple(case[0].shape)}, p={case[1]:g}) returned first row {_fmt(out[0])}, "
-               f"expected {_fmt(e[0])}.{_unit_rows_note(out)} No classic mistake explains this; compare your code "
-               "with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."))
+    _check(ATTENTION_MAP, fn)
 
 
 # ------------------------------------------------------------------ attention_transfer_loss
@@ -493,19 +486,19 @@ def _at_loss_variants() -> list[_Variant]:
     ]
 
 
-def _at_loss_fallback(name, out, e, case) -> str:
+def _at_loss_fallback(exercise, name, out, e, case) -> str:
     s, t, p = case
-    ratio = f" (ratio expected / got = {float(e) / float(out):.4g})" if float(out) != 0 else ""
     return (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}) returned "
-            f"{_fmt(out)}, expected {_fmt(e)}{ratio}. No classic mistake explains this; compare "
+            f"{_fmt(out)}, expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
             "with (attention_map(s, p) - attention_map(t, p)).pow(2).mean(). If your check of "
             "attention_map passed, call that function here.")
 
 
-ATTENTION_TRANSFER_LOSS = _LossExercise(
+ATTENTION_TRANSFER_LOSS = _Exercise(
     "attention_transfer_loss", losses.attention_transfer_loss, _AT_LOSS_INPUTS,
     show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, p={c[2]:g}",
-    variants=_at_loss_variants, success=" (different widths, p = 1 and 2).", fallback=_at_loss_fallback,
+    variants=_at_loss_variants, success="matches the reference on {n} test cases (different widths, p = 1 and 2).",
+    fallback=_at_loss_fallback, on_match=_gradient_to("the student's features"),
     call_error=lambda c: (
         f"Teacher and student have different channel counts ({c[0].shape[1]} vs {c[1].shape[1]}): "
         "compare their attention MAPS, attention_map(student_feature, p) and "
@@ -518,4 +511,4 @@ def check_attention_transfer_loss(fn: Callable) -> None:
     :func:`kdcourse.losses.attention_transfer_loss` (teacher and student of different widths).
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check_loss(ATTENTION_TRANSFER_LOSS, fn)
+    _check(ATTENTION_TRANSFER_LOSS, fn)

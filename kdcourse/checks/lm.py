@@ -14,17 +14,17 @@ sequences have *different* lengths (4, 2 and 5 real tokens of 5), so "forgot the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from .. import losses
+from .engine import Exercise, at_case
+from .engine import check as _check
+from .engine import mistake as _mistake
 from .logits import _call, _close, _fmt, _generic
 
 __all__ = [
-    "Exercise",
-    "Mistake",
     "EXERCISES",
     "check",
     "check_masked_token_kd",
@@ -32,33 +32,10 @@ __all__ = [
     "check_renormalize_top_k",
 ]
 
-
-@dataclass(frozen=True)
-class Mistake:
-    """A classic mistake: ``id``, the ``message`` (what is wrong and the fix), and ``make``, which
-    computes what a function with this mistake returns on a case's arguments."""
-
-    id: str
-    message: str
-    make: Callable
-
-
-@dataclass(frozen=True)
-class Exercise:
-    """An exercise as data: what the learner writes and how it is checked."""
-
-    name: str
-    reference: Callable
-    cases: tuple[tuple, ...]
-    describe: Callable[[tuple], str]
-    """How a case is shown in a message (its shapes and settings, not its numbers)."""
-    mistakes: tuple[Mistake, ...] = field(default=())
-    scalar: bool = True
-    """True for a loss (one number, with a gradient to argument 0); False for a tensor output."""
-    formula: str = ""
-    nan_hint: str = ("a log of zero or of a negative number, or an exp() that overflows: work with "
-                     "torch.log_softmax / torch.softmax, which are stable")
-    """What usually produces NaN or inf in this exercise when the answer is finite."""
+_NAN_HINT = ("a log of zero or of a negative number, or an exp() that overflows: work with "
+             "torch.log_softmax / torch.softmax, which are stable")
+_KL_DIV_NAN = ("usually F.kl_div given log-probabilities as its target without log_target=True: it then "
+               "takes the log of negative numbers. Pass log_target=True, or give it probabilities")
 
 
 # ------------------------------------------------------------------ fixed inputs
@@ -97,110 +74,89 @@ def _token_mean(x, mask):
 
 
 _KD_MISTAKES = (
-    Mistake("no_mask", "it averages over every position, padding included: the padded positions add their "
+    _mistake("no_mask", "it averages over every position, padding included: the padded positions add their "
             "(meaningless) KL and dilute the real tokens. Multiply the per-token KL by the mask and divide by "
             "mask.sum(), the number of real tokens.",
             lambda s, t, m, T: _per_token_kl(s, t, T).mean() * T * T),
-    Mistake("masked_but_all_positions", "it zeroes the padded positions but still divides by every position "
+    _mistake("masked_but_all_positions", "it zeroes the padded positions but still divides by every position "
             "(batch x length): divide by mask.sum(), the number of real tokens.",
             lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / m.numel() * T * T),
-    Mistake("per_sequence", "it averages per sequence first, then over sequences: a token of a short sequence "
+    _mistake("per_sequence", "it averages per sequence first, then over sequences: a token of a short sequence "
             "then weighs more than one of a long sequence. Average per token over the whole batch: "
             "(kl * mask).sum() / mask.sum().",
             lambda s, t, m, T: ((_per_token_kl(s, t, T) * m).sum(1) / m.sum(1)).mean() * T * T),
-    Mistake("per_batch", "it divides the summed KL by the number of sequences (reduction=\"batchmean\" on the "
+    _mistake("per_batch", "it divides the summed KL by the number of sequences (reduction=\"batchmean\" on the "
             "flattened tokens counts rows of the batch, not tokens): divide by mask.sum(), the number of real "
             "tokens.",
             lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / s.shape[0] * T * T),
-    Mistake("vocab_mean", "it averages over the vocabulary too (reduction=\"mean\" on a per-class tensor): the KL "
+    _mistake("vocab_mean", "it averages over the vocabulary too (reduction=\"mean\" on a per-class tensor): the KL "
             "is a sum over the vocabulary, then a mean over real tokens.",
             lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) / s.shape[-1] * T * T),
-    Mistake("no_T2", "the loss is not multiplied by T^2: at T != 1 the gradients shrink like 1/T^2. Multiply by "
+    _mistake("no_T2", "the loss is not multiplied by T^2: at T != 1 the gradients shrink like 1/T^2. Multiply by "
             "T ** 2, as kd_loss does.",
             lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m)),
-    Mistake("reversed", "the KL is reversed: it computes KL(student || teacher). Forward token-level KD is "
+    _mistake("reversed", "the KL is reversed: it computes KL(student || teacher). Forward token-level KD is "
             "KL(teacher || student): the teacher's probabilities weight the log-ratio.",
             lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T, reverse=True), m) * T * T),
-    Mistake("no_temperature", "the temperature is only used as the T^2 factor: divide both models' logits by T "
+    _mistake("no_temperature", "the temperature is only used as the T^2 factor: divide both models' logits by T "
             "inside the softmaxes too.",
             lambda s, t, m, T: _token_mean(_per_token_kl(s, t), m) * T * T),
-    Mistake("cross_entropy", "it computes the cross-entropy -sum p_t log p_s, not the KL: the two differ by the "
+    _mistake("cross_entropy", "it computes the cross-entropy -sum p_t log p_s, not the KL: the two differ by the "
             "teacher's entropy. Subtract it, or use sum p_t (log p_t - log p_s).",
             lambda s, t, m, T: _token_mean(-(F.softmax(t / T, -1) * F.log_softmax(s / T, -1)).sum(-1), m) * T * T),
-    Mistake("inverted_mask", "it keeps the padded positions and drops the real tokens (e.g. masked_fill(mask, 0), "
+    _mistake("inverted_mask", "it keeps the padded positions and drops the real tokens (e.g. masked_fill(mask, 0), "
             "which zeroes where the mask is TRUE): mask is true for real tokens, so zero where it is false: "
             "masked_fill(~mask, 0), or multiply by the mask.",
             lambda s, t, m, T: (_per_token_kl(s, t, T) * ~m).sum() / m.sum() * T * T),
-    Mistake("sum", "it sums the per-token KL over the real tokens without dividing by their number: divide by "
+    _mistake("sum", "it sums the per-token KL over the real tokens without dividing by their number: divide by "
             "mask.sum().",
             lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() * T * T),
-    Mistake("T_not_T2", "it multiplies by T instead of T^2: the gradient of the softened KL shrinks like 1/T^2, "
+    _mistake("T_not_T2", "it multiplies by T instead of T^2: the gradient of the softened KL shrinks like 1/T^2, "
             "so the factor is T ** 2.",
             lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) * T),
-    Mistake("wrong_dim", "its softmaxes run over the wrong dimension: the vocabulary is the LAST dimension of "
+    _mistake("wrong_dim", "its softmaxes run over the wrong dimension: the vocabulary is the LAST dimension of "
             "(batch, length, vocab) logits: use dim=-1.",
             lambda s, t, m, T: _token_mean((F.softmax(t / T, 1) * (F.log_softmax(t / T, 1) - F.log_softmax(s / T, 1)))
                                            .sum(-1), m) * T * T),
 )
 
-MASKED_TOKEN_KD = Exercise(
-    name="masked_token_kd",
-    reference=lambda s, t, m, T: losses.token_kd_loss(s, t, m, T=T),
-    cases=((_STUDENT, _TEACHER, _MASK, 1.0), (_STUDENT, _TEACHER, _MASK, 2.0),
-           (_STUDENT_B, _TEACHER_B, _MASK_B, 4.0), (_STUDENT_B, _TEACHER_B, _FULL_B, 1.0)),
-    describe=_show_kd,
-    mistakes=_KD_MISTAKES,
-    nan_hint=("usually F.kl_div given log-probabilities as its target without log_target=True: it then "
-              "takes the log of negative numbers. Pass log_target=True, or give it probabilities"),
-    formula="T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens",
-)
 
 
 # ------------------------------------------------------------------ reverse KL
 
 _REVERSE_MISTAKES = (
-    Mistake("forward", "it computes the forward KL(teacher || student): the reverse KL weights the log-ratio by "
+    _mistake("forward", "it computes the forward KL(teacher || student): the reverse KL weights the log-ratio by "
             "the STUDENT's probabilities: sum q_s (log q_s - log p_t).",
             lambda s, t, m: _token_mean(_per_token_kl(s, t), m)),
-    Mistake("no_mask", "it averages over every position, padding included: multiply by the mask and divide by "
+    _mistake("no_mask", "it averages over every position, padding included: multiply by the mask and divide by "
             "mask.sum().",
             lambda s, t, m: _per_token_kl(s, t, reverse=True).mean()),
-    Mistake("per_sequence", "it averages per sequence first: average per token over the whole batch, "
+    _mistake("per_sequence", "it averages per sequence first: average per token over the whole batch, "
             "(kl * mask).sum() / mask.sum().",
             lambda s, t, m: ((_per_token_kl(s, t, reverse=True) * m).sum(1) / m.sum(1)).mean()),
-    Mistake("sign", "it returns minus the forward KL (the teacher's probabilities weight log q_s - log p_t), a "
+    _mistake("sign", "it returns minus the forward KL (the teacher's probabilities weight log q_s - log p_t), a "
             "negative number: the reverse KL is sum q_s (log q_s - log p_t), weighted by the STUDENT, and is never "
             "negative.",
             lambda s, t, m: _token_mean((F.softmax(t, -1) * (F.log_softmax(s, -1) - F.log_softmax(t, -1))).sum(-1), m)),
-    Mistake("masked_but_all_positions", "it zeroes the padded positions but divides by every position (batch x "
+    _mistake("masked_but_all_positions", "it zeroes the padded positions but divides by every position (batch x "
             "length): divide by mask.sum(), the number of real tokens.",
             lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / m.numel()),
-    Mistake("per_batch", "it divides the summed KL by the number of sequences: divide by mask.sum(), the number "
+    _mistake("per_batch", "it divides the summed KL by the number of sequences: divide by mask.sum(), the number "
             "of real tokens.",
             lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / s.shape[0]),
-    Mistake("sum", "it sums the per-token KL without dividing by the number of real tokens: divide by mask.sum().",
+    _mistake("sum", "it sums the per-token KL without dividing by the number of real tokens: divide by mask.sum().",
             lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum()),
-    Mistake("vocab_mean", "it averages over the vocabulary too: the KL is a sum over the vocabulary, then a mean "
+    _mistake("vocab_mean", "it averages over the vocabulary too: the KL is a sum over the vocabulary, then a mean "
             "over real tokens.",
             lambda s, t, m: _token_mean(_per_token_kl(s, t, reverse=True), m) / s.shape[-1]),
-    Mistake("cross_entropy", "it computes the cross-entropy -sum q_s log p_t, not the KL: add the student's "
+    _mistake("cross_entropy", "it computes the cross-entropy -sum q_s log p_t, not the KL: add the student's "
             "sum q_s log q_s (the negative entropy), i.e. use sum q_s (log q_s - log p_t).",
             lambda s, t, m: _token_mean(-(F.softmax(s, -1) * F.log_softmax(t, -1)).sum(-1), m)),
-    Mistake("student_weights_missing", "it sums the log-ratio log q_s - log p_t without weighting it by q_s: the "
+    _mistake("student_weights_missing", "it sums the log-ratio log q_s - log p_t without weighting it by q_s: the "
             "reverse KL is an expectation under the student, sum q_s (log q_s - log p_t).",
             lambda s, t, m: _token_mean((F.log_softmax(s, -1) - F.log_softmax(t, -1)).sum(-1), m)),
 )
 
-REVERSE_KL = Exercise(
-    name="reverse_kl",
-    reference=lambda s, t, m: losses.token_kd_loss(s, t, m, divergence="reverse"),
-    cases=((_STUDENT, _TEACHER, _MASK), (_STUDENT_B, _TEACHER_B, _MASK_B), (_STUDENT_B, _TEACHER_B, _FULL_B)),
-    describe=_show_kd,
-    mistakes=_REVERSE_MISTAKES,
-    nan_hint=("usually F.kl_div given log-probabilities as its target without log_target=True: it then "
-              "takes the log of negative numbers. Pass log_target=True, or give it probabilities"),
-    formula="sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number of real tokens",
-)
 
 
 # ------------------------------------------------------------------ top-k renormalisation
@@ -213,125 +169,141 @@ _TOPK_CASES = ((_top_log_probs(_TEACHER, 3),), (_top_log_probs(_TEACHER_B, 5),),
                (_top_log_probs(torch.tensor([[[900.0, 890.0, 0.0, -5.0]]]), 2),))
 
 _TOPK_MISTAKES = (
-    Mistake("not_renormalized", "it returns exp(log-probabilities) as they are: they sum to less than 1 (the "
+    _mistake("not_renormalized", "it returns exp(log-probabilities) as they are: they sum to less than 1 (the "
             "teacher's tail outside its top k is missing). Divide by their sum over the last dimension.",
             lambda lp: lp.exp()),
-    Mistake("tail_spread", "it spreads the tail mass evenly over the k tokens (adds (1 - sum) / k to each): that "
+    _mistake("tail_spread", "it spreads the tail mass evenly over the k tokens (adds (1 - sum) / k to each): that "
             "changes their ratios. Renormalise instead: p / p.sum(-1, keepdim=True) keeps the ratios.",
             lambda lp: lp.exp() + (1 - lp.exp().sum(-1, keepdim=True)) / lp.shape[-1]),
-    Mistake("tail_to_top", "it gives the whole tail mass to the top token: renormalise all k instead, "
+    _mistake("tail_to_top", "it gives the whole tail mass to the top token: renormalise all k instead, "
             "p / p.sum(-1, keepdim=True).",
             lambda lp: lp.exp() + F.pad(1 - lp.exp().sum(-1, keepdim=True), (0, lp.shape[-1] - 1))),
-    Mistake("log_space", "it returns log-probabilities (a log_softmax): the exercise asks for probabilities. Take "
+    _mistake("log_space", "it returns log-probabilities (a log_softmax): the exercise asks for probabilities. Take "
             ".exp(), or use torch.softmax(top_log_probs, dim=-1).",
             lambda lp: F.log_softmax(lp, -1)),
-    Mistake("wrong_dim", "it normalises over the wrong dimension: the k candidates of one token are on the LAST "
+    _mistake("wrong_dim", "it normalises over the wrong dimension: the k candidates of one token are on the LAST "
             "dimension (dim=-1).",
             lambda lp: F.softmax(lp, 0)),
-    Mistake("log_prob_ratio", "it divides the log-probabilities by their sum: renormalise the probabilities, "
+    _mistake("log_prob_ratio", "it divides the log-probabilities by their sum: renormalise the probabilities, "
             "exp(lp) / exp(lp).sum(-1, keepdim=True).",
             lambda lp: lp / lp.sum(-1, keepdim=True)),
 )
 
+
+
+
+# ------------------------------------------------------------------ what a table cannot say
+
+
+def _output(reference: Callable, nan_hint: str, scalar: bool = True) -> Callable:
+    """A loss (one number) or a tensor shaped like the reference, finite where the reference is."""
+    def output(name: str, shown: str, out, case: tuple):
+        __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+        expected = reference(*case)
+        if not isinstance(out, torch.Tensor):
+            hint = " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow." \
+                if isinstance(out, (float, int)) else ""
+            if out is None:
+                hint = " Did you forget the `return` statement?"
+            raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+        if out.shape != expected.shape:
+            what = "a loss must be a scalar (shape ()): average over the real tokens" if scalar else \
+                f"expected {tuple(expected.shape)}, one value per cached candidate"
+            raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; {what}.")
+        if not torch.isfinite(out).all() and torch.isfinite(expected).all():
+            raise AssertionError(f"{name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}.")
+        return out
+    return output
+
+
+def _loss_fallback(formula: str) -> Callable:
+    return lambda exercise, name, out, e, case: (_generic(name, exercise.show(case), e, out)
+                                                 + f"\n  The formula: {formula}.")
+
+
+def _rows_fallback(exercise, name, out, e, case) -> str:
+    """Where a tensor is off: the row that differs most, and the formula."""
+    got, want = out.detach().reshape(-1, out.shape[-1]), e.reshape(-1, e.shape[-1])
+    row = int((got - want).abs().amax(-1).argmax())
+    return (f"{name}({exercise.show(case)}) returned the right shape but other values; in row {row} of the flattened "
+            f"output: got {_fmt(got[row])} (sum {float(got[row].sum()):.4g}), expected {_fmt(want[row])} "
+            f"(sum {float(want[row].sum()):.4g}). No classic mistake explains this."
+            "\n  The formula: p_j / sum_{i <= k} p_i with p = exp(top_log_probs).")
+
+
+def _real_tokens_only(exercise, name: str, fn: Callable) -> None:
+    """The gradient reaches the real tokens only, and equals the reference's."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    case = exercise.cases[0]
+    s = case[0].clone().requires_grad_(True)
+    out = _call(fn, name, (s, *case[1:]), exercise.show(case))
+    if not out.requires_grad:
+        raise AssertionError(
+            f"{name} returns the right value but no gradient flows back to the student's logits: did you use "
+            ".detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.")
+    out.backward()
+    padded = ~case[2]
+    if s.grad[padded].abs().max() > 0:
+        raise AssertionError(f"{name} returns the right value, but padded positions receive a gradient: "
+                             "mask the per-token values (multiply by the mask) before summing.")
+    s_ref = case[0].clone().requires_grad_(True)
+    exercise.reference(s_ref, *case[1:]).backward()
+    if not _close(s.grad, s_ref.grad):
+        raise AssertionError(
+            f"{name} returns the right value, but its gradient with respect to the student's logits is not "
+            f"the loss's (norm {float(s.grad.norm()):.3g}, expected {float(s_ref.grad.norm()):.3g}): part of "
+            "the student's computation is detached (.detach(), .data, or a value computed under no_grad), "
+            "so training would follow the wrong direction. Keep every student term in the graph.")
+
+
+def _token_kd(s, t, m, T):
+    return losses.token_kd_loss(s, t, m, T=T)
+
+
+def _reverse_kl(s, t, m):
+    return losses.token_kd_loss(s, t, m, divergence="reverse")
+
+
+def _renormalized(lp):
+    return torch.softmax(lp, dim=-1)
+
+
+_LOSS_SUCCESS = "matches the reference on {n} cases, and its gradient reaches the real tokens only, as the reference's does."
+
+MASKED_TOKEN_KD = Exercise(
+    "masked_token_kd", _token_kd,
+    ((_STUDENT, _TEACHER, _MASK, 1.0), (_STUDENT, _TEACHER, _MASK, 2.0),
+     (_STUDENT_B, _TEACHER_B, _MASK_B, 4.0), (_STUDENT_B, _TEACHER_B, _FULL_B, 1.0)),
+    show=_show_kd, variants=lambda: list(_KD_MISTAKES), success=_LOSS_SUCCESS,
+    fallback=_loss_fallback("T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens"),
+    output=_output(_token_kd, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+)
+
+REVERSE_KL = Exercise(
+    "reverse_kl", _reverse_kl,
+    ((_STUDENT, _TEACHER, _MASK), (_STUDENT_B, _TEACHER_B, _MASK_B), (_STUDENT_B, _TEACHER_B, _FULL_B)),
+    show=_show_kd, variants=lambda: list(_REVERSE_MISTAKES), success=_LOSS_SUCCESS,
+    fallback=_loss_fallback("sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number "
+                            "of real tokens"),
+    output=_output(_reverse_kl, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+)
+
 RENORMALIZE_TOP_K = Exercise(
-    name="renormalize_top_k",
-    reference=lambda lp: torch.softmax(lp, dim=-1),
-    cases=_TOPK_CASES,
-    describe=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
-    mistakes=_TOPK_MISTAKES,
-    scalar=False,
-    formula="p_j / sum_{i <= k} p_i with p = exp(top_log_probs)",
+    "renormalize_top_k", _renormalized, _TOPK_CASES,
+    show=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
+    variants=lambda: list(_TOPK_MISTAKES), success="matches the reference on {n} cases.",
+    fallback=_rows_fallback, output=_output(_renormalized, _NAN_HINT, scalar=False), quote=at_case,
 )
 
 EXERCISES = {e.name: e for e in (MASKED_TOKEN_KD, REVERSE_KL, RENORMALIZE_TOP_K)}
 """Every exercise of lesson 09, by name."""
 
 
-# ------------------------------------------------------------------ the engine
-
-def _shape_message(name: str, shown: str, out, expected: torch.Tensor, scalar: bool, nan_hint: str) -> str | None:
-    if not isinstance(out, torch.Tensor):
-        hint = {True: " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow.",
-                False: ""}[isinstance(out, (float, int))]
-        if out is None:
-            hint = " Did you forget the `return` statement?"
-        return f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}"
-    if out.shape != expected.shape:
-        what = "a loss must be a scalar (shape ()): average over the real tokens" if scalar else \
-            f"expected {tuple(expected.shape)}, one value per cached candidate"
-        return f"{name}({shown}) returned shape {tuple(out.shape)}; {what}."
-    if not torch.isfinite(out).all() and torch.isfinite(expected).all():
-        return f"{name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}."
-    return None
-
-
-def _matching(exercise: Exercise, outputs: list) -> list[Mistake]:
-    found = []
-    for mistake in exercise.mistakes:
-        try:
-            if all(_close(out, mistake.make(*case)) for out, case in zip(outputs, exercise.cases)):
-                found.append(mistake)
-        except Exception:  # a mistake that cannot be computed on these inputs explains nothing
-            continue
-    return found
-
-
 def check(exercise: Exercise | str, fn: Callable) -> None:
-    """Run ``fn`` on every case of ``exercise``; print one line when right, else raise
+    """Run ``fn`` on every case of ``exercise`` (or its name): one ✓ line when right, else
     ``AssertionError`` naming the mistake that reproduces the learner's outputs."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    exercise = EXERCISES[exercise] if isinstance(exercise, str) else exercise
-    name = getattr(fn, "__name__", None) or exercise.name
-    outputs, expected = [], []
-    for case in exercise.cases:
-        shown = exercise.describe(case)
-        out = _call(fn, name, case, shown)
-        ref = exercise.reference(*case)
-        problem = _shape_message(name, shown, out, ref, exercise.scalar, exercise.nan_hint)
-        if problem:
-            raise AssertionError(problem)
-        outputs.append(out)
-        expected.append(ref)
-    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
-    if wrong:
-        i = wrong[0]
-        shown = exercise.describe(exercise.cases[i])
-        found = _matching(exercise, outputs)
-        if not found:
-            formula = f"\n  The formula: {exercise.formula}." if exercise.formula else ""
-            if exercise.scalar:
-                raise AssertionError(_generic(name, shown, expected[i], outputs[i]) + formula)
-            got, want = outputs[i].detach().reshape(-1, outputs[i].shape[-1]), expected[i].reshape(-1, expected[i].shape[-1])
-            row = int((got - want).abs().amax(-1).argmax())
-            raise AssertionError(
-                f"{name}({shown}) returned the right shape but other values; in row {row} of the flattened "
-                f"output: got {_fmt(got[row])} (sum {float(got[row].sum()):.4g}), expected {_fmt(want[row])} "
-                f"(sum {float(want[row].sum()):.4g}). No classic mistake explains this." + formula)
-        numbers = f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
-        raise AssertionError(f"{name}: {found[0].message}{numbers}")
-    if exercise.scalar:
-        case = exercise.cases[0]
-        s = case[0].clone().requires_grad_(True)
-        out = _call(fn, name, (s, *case[1:]), exercise.describe(case))
-        if not out.requires_grad:
-            raise AssertionError(
-                f"{name} returns the right value but no gradient flows back to the student's logits: did you use "
-                ".detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.")
-        out.backward()
-        padded = ~case[2]
-        if s.grad[padded].abs().max() > 0:
-            raise AssertionError(f"{name} returns the right value, but padded positions receive a gradient: "
-                                 "mask the per-token values (multiply by the mask) before summing.")
-        s_ref = case[0].clone().requires_grad_(True)
-        exercise.reference(s_ref, *case[1:]).backward()
-        if not _close(s.grad, s_ref.grad):
-            raise AssertionError(
-                f"{name} returns the right value, but its gradient with respect to the student's logits is not "
-                f"the loss's (norm {float(s.grad.norm()):.3g}, expected {float(s_ref.grad.norm()):.3g}): part of "
-                "the student's computation is detached (.detach(), .data, or a value computed under no_grad), "
-                "so training would follow the wrong direction. Keep every student term in the graph.")
-    print(f"✓ {name} matches the reference on {len(exercise.cases)} cases"
-          + (", and its gradient reaches the real tokens only, as the reference's does." if exercise.scalar else "."))
+    _check(EXERCISES[exercise] if isinstance(exercise, str) else exercise, fn)
 
 
 def check_masked_token_kd(fn: Callable) -> None:
@@ -350,4 +322,3 @@ def check_renormalize_top_k(fn: Callable) -> None:
     """Check ``fn(top_log_probs)`` (``(..., k)`` cached log-probabilities) returns them renormalised."""
     __tracebackhide__ = True
     check(RENORMALIZE_TOP_K, fn)
-

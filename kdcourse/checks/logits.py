@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .. import mistakes as catalogue
 from . import engine
+from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
-from .engine import diagnose as _diagnose
-from .engine import explain as _explain
+from .engine import check as _check
 from .engine import fmt as _fmt
 from .engine import generic as _generic
-from .engine import name_of as _name
+from .engine import tensor_like as _tensor_like
 from .engine import tensor_output as _tensor_output
 
 __all__ = [
@@ -125,6 +124,9 @@ def _check_output(name: str, shown: str, out, expected: torch.Tensor) -> torch.T
     return _tensor_output(name, shown, out, expected.shape, finite=False, numpy_hint=_NUMPY_HINT)
 
 
+_shaped_like_input = _tensor_like(lambda case: case[0].shape, finite=False, numpy_hint=_NUMPY_HINT)
+
+
 # ------------------------------------------------------------------ softmax with temperature
 
 
@@ -169,39 +171,21 @@ def _softmax_variants() -> list[_Variant]:
     ]
 
 
-def check_softmax_with_temperature(fn: Callable) -> None:
-    """Check ``fn(logits, T)`` against :func:`kdcourse.losses.softmax_with_temperature`.
+def _softmax_fallback(exercise, name, out, expected, case) -> str:
+    z, T = case
+    sums = out.detach().sum(-1)
+    extra = "" if torch.allclose(sums, torch.ones_like(sums), atol=1e-4) else f" Its rows sum to {_fmt(sums)}, not 1."
+    return (f"{name}(logits={_fmt(z[0])}..., T={T:g}) returned first row {_fmt(out[0])}, expected "
+            f"{_fmt(expected[0])}.{extra} No classic mistake explains this; "
+            "compare your code with q_i = exp(z_i / T) / sum_j exp(z_j / T).")
 
-    Cases: batches of 4x5 and 3x7 logits at T = 0.5, 1, 2, 4, 10, then one 1-D vector of logits
-    and logits around 1000 (a naive ``exp`` overflows there).
-    """
+
+def _softmax_edges(exercise, name: str, fn: Callable) -> None:
+    """Once the formula is right: one example (a 1-D tensor), then logits around 1000."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "softmax_with_temperature")
-    outputs = []
-    for logits, T in _SOFTMAX_INPUTS:
-        shown = f"logits of shape {tuple(logits.shape)}, T={T:g}"
-        expected = losses.softmax_with_temperature(logits, T)
-        out = _check_output(name, shown, _call(fn, name, (logits, T), shown), expected)
-        outputs.append(out)
-    if not all(_close(o, losses.softmax_with_temperature(z, T)) for o, (z, T) in zip(outputs, _SOFTMAX_INPUTS)):
-        message = _explain(name, _diagnose(outputs, _SOFTMAX_INPUTS, _softmax_variants()))
-        if message is None:
-            for out, (z, T) in zip(outputs, _SOFTMAX_INPUTS):
-                expected = losses.softmax_with_temperature(z, T)
-                if not _close(out, expected):
-                    shown = f"logits={_fmt(z[0])}..., T={T:g}"
-                    sums = out.detach().sum(-1)
-                    extra = ""
-                    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-                        extra = f" Its rows sum to {_fmt(sums)}, not 1."
-                    message = (f"{name}({shown}) returned first row {_fmt(out[0])}, expected "
-                               f"{_fmt(expected[0])}.{extra} No classic mistake explains this; "
-                               "compare your code with q_i = exp(z_i / T) / sum_j exp(z_j / T).")
-                    break
-        raise AssertionError(message)
-
     z, T = _SOFTMAX_VECTOR
     shown = f"a single vector of logits {_fmt(z)}, T={T:g}"
+    expected = losses.softmax_with_temperature(z, T)
     try:
         out = _call(fn, name, (z, T), shown)
     except AssertionError as error:
@@ -209,25 +193,41 @@ def check_softmax_with_temperature(fn: Callable) -> None:
             f"{error}\nYour function works on a batch but not on one example (a 1-D tensor): take the "
             "softmax over dim=-1, the last dimension, which is the classes in both cases."
         ) from None
-    out = _check_output(name, shown, out, losses.softmax_with_temperature(z, T))
-    if not _close(out, losses.softmax_with_temperature(z, T)):
+    if not _close(_check_output(name, shown, out, expected), expected):
         raise AssertionError(
-            f"{name}({shown}) returned {_fmt(out)}, expected {_fmt(losses.softmax_with_temperature(z, T))}: "
-            "on a 1-D tensor the classes are dim=0 = dim=-1. Use dim=-1 so one example and a batch both work."
+            f"{name}({shown}) returned {_fmt(out)}, expected {_fmt(expected)}: on a 1-D tensor the classes are "
+            "dim=0 = dim=-1. Use dim=-1 so one example and a batch both work."
         )
-
     z, T = _SOFTMAX_LARGE
     shown = "logits around 1000, T=1"
-    out = _check_output(name, shown, _call(fn, name, (z, T), shown), losses.softmax_with_temperature(z, T))
+    expected = losses.softmax_with_temperature(z, T)
+    out = _check_output(name, shown, _call(fn, name, (z, T), shown), expected)
     if not torch.isfinite(out).all():
         raise AssertionError(
             f"{name}({shown}) returned {_fmt(out)}: exp(1000) overflows to inf and inf / inf is nan. "
             "Subtract each row's maximum before the exp (the softmax does not change), or use torch.softmax."
         )
-    if not _close(out, losses.softmax_with_temperature(z, T)):
-        raise AssertionError(_generic(name, shown, losses.softmax_with_temperature(z, T), out))
-    print(f"✓ {name} matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
-          "(T = 0.5 to 10, batches and a single vector, large logits).")
+    if not _close(out, expected):
+        raise AssertionError(_generic(name, shown, expected, out))
+
+
+SOFTMAX_WITH_TEMPERATURE = _Exercise(
+    "softmax_with_temperature", losses.softmax_with_temperature, _SOFTMAX_INPUTS,
+    show=lambda c: f"logits of shape {tuple(c[0].shape)}, T={c[1]:g}", variants=_softmax_variants,
+    success=f"matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
+            "(T = 0.5 to 10, batches and a single vector, large logits).",
+    fallback=_softmax_fallback, output=_shaped_like_input, on_match=_softmax_edges, in_place=_IN_PLACE,
+)
+
+
+def check_softmax_with_temperature(fn: Callable) -> None:
+    """Check ``fn(logits, T)`` against :func:`kdcourse.losses.softmax_with_temperature`.
+
+    Cases: batches of 4x5 and 3x7 logits at T = 0.5, 1, 2, 4, 10, then one 1-D vector of logits
+    and logits around 1000 (a naive ``exp`` overflows there).
+    """
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    _check(SOFTMAX_WITH_TEMPERATURE, fn)
 
 
 # ------------------------------------------------------------------ entropy
@@ -267,42 +267,40 @@ def _entropy_variants() -> list[_Variant]:
     ]
 
 
+def _entropy_output(name: str, shown: str, out, case: tuple):
+    """Any tensor is judged on its values (a wrong shape is a mistake the diagnosis names)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    return out if isinstance(out, torch.Tensor) else _check_output(name, shown, out, case[0])
+
+
+def _entropy_of_zeros(name: str, outputs: list, expected: list) -> str | None:
+    """NaN from 0 * log(0) is its own mistake, once the other cases are right."""
+    if all(_close(o, e) for o, e in zip(outputs[:2], expected[:2])) and not torch.isfinite(outputs[2]).all():
+        return (f"{name} returns {_fmt(outputs[2])} when some probabilities are exactly 0: 0 * log(0) = 0 * (-inf) "
+                "is nan in floating point. Use torch.special.xlogy(p, p) (which defines 0 log 0 = 0) or "
+                "p * torch.log(p.clamp_min(1e-12)).")
+    return None
+
+
+ENTROPY = _Exercise(
+    "entropy", _reference_entropy, _ENTROPY_INPUTS, show=lambda c: f"probs of shape {tuple(c[0].shape)}",
+    variants=_entropy_variants,
+    success="matches the reference on {n} test cases (including probabilities that are exactly 0).",
+    fallback=lambda exercise, name, out, e, case: (
+        f"{name}(probs of shape {tuple(case[0].shape)}) returned {_fmt(out)}, expected {_fmt(e)} (one value per "
+        "row). No classic mistake explains this; compare your code with H(p) = -sum_i p_i log p_i over the last "
+        "dimension."),
+    output=_entropy_output, in_place=_IN_PLACE, diagnose_on=2, before_diagnosis=_entropy_of_zeros,
+)
+
+
 def check_entropy(fn: Callable) -> None:
     """Check ``fn(probs)`` -> one entropy (in nats) per row, :math:`H(p) = -\\sum_i p_i \\log p_i`.
 
     The last case holds exact zeros: :math:`0 \\log 0` counts as 0, so a naive ``p * log(p)`` gives nan.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "entropy")
-    outputs = []
-    for (p,) in _ENTROPY_INPUTS:
-        shown = f"probs of shape {tuple(p.shape)}"
-        out = _call(fn, name, (p,), shown)
-        if not isinstance(out, torch.Tensor):
-            _check_output(name, shown, out, p)
-        outputs.append(out)
-    expected = [_reference_entropy(p) for (p,) in _ENTROPY_INPUTS]
-    if all(_close(o, e) for o, e in zip(outputs, expected)):
-        print(f"✓ {name} matches the reference on {len(_ENTROPY_INPUTS)} test cases "
-              "(including probabilities that are exactly 0).")
-        return
-    # exact zeros: nan from 0 * log(0) is its own mistake
-    first_two = list(zip(outputs[:2], expected[:2]))
-    if all(_close(o, e) for o, e in first_two) and not torch.isfinite(outputs[2]).all():
-        raise AssertionError(
-            f"{name} returns {_fmt(outputs[2])} when some probabilities are exactly 0: 0 * log(0) = 0 * (-inf) "
-            "is nan in floating point. Use torch.special.xlogy(p, p) (which defines 0 log 0 = 0) or "
-            "p * torch.log(p.clamp_min(1e-12))."
-        )
-    message = _explain(name, _diagnose(outputs[:2], _ENTROPY_INPUTS[:2], _entropy_variants()))
-    if message is None:
-        for out, e, (p,) in zip(outputs, expected, _ENTROPY_INPUTS):
-            if not _close(out, e):
-                message = (f"{name}(probs of shape {tuple(p.shape)}) returned {_fmt(out)}, expected {_fmt(e)} "
-                           "(one value per row). No classic mistake explains this; compare your code with "
-                           "H(p) = -sum_i p_i log p_i over the last dimension.")
-                break
-    raise AssertionError(message)
+    _check(ENTROPY, fn)
 
 
 # ------------------------------------------------------------------ kd_loss
@@ -361,22 +359,16 @@ def _kd_variants() -> list[_Variant]:
     return variants
 
 
-def _kd_explain(name: str, found: list[_Variant] | None, T: float, B: int, C: int) -> str | None:
-    if not found:
-        return None
-    mistakes = [catalogue.message(m, T=T, B=B, C=C) for m in found[0].mistakes]
-    if len(mistakes) == 1:
-        return f"{name}: {mistakes[0]}"
-    return "\n".join([f"{name} has {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes])
+def _near_usual_temperature(cases: list[tuple]) -> Callable:
+    """The wrong case to quote in a message: the one closest to the usual T = 4 (T is argument 3 or 4)."""
+    def quoted(outputs, expected) -> int:
+        wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
+        return min(wrong, key=lambda i: (abs(math.log(cases[i][-1 if len(cases[i]) == 3 else 3] / 4.0)), i))
+    return quoted
 
 
-def _quoted_case(outputs, expected, temperatures) -> int:
-    """The wrong case to quote in a message: the one closest to the usual T = 4."""
-    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
-    return min(wrong, key=lambda i: (abs(math.log(temperatures[i] / 4.0)), i))
-
-
-def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
+def _scalar_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
+    batch = case[0].shape[0]
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     out = _tensor_output(name, shown, out, finite=False)
     if out.shape != ():
@@ -395,15 +387,30 @@ def _scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
     return out
 
 
-def _check_gradient(name: str, fn: Callable, args: tuple, shown: str) -> None:
+def _reaches_the_student(exercise, name: str, fn: Callable) -> None:
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    s = args[0].clone().requires_grad_(True)
-    out = _call(fn, name, (s, *args[1:]), shown)
+    case = exercise.cases[2 if exercise.name == "kd_loss" else 0]
+    s = case[0].clone().requires_grad_(True)
+    shown = exercise.show(case)
+    out = _call(fn, name, (s, *case[1:]), shown)
     if not out.requires_grad:
         raise AssertionError(
             f"{name}({shown}) returns the right value but no gradient flows back to the student's logits: "
             "did you use .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it."
         )
+
+
+KD_LOSS = _Exercise(
+    "kd_loss", losses.kd_loss, _KD_INPUTS,
+    show=lambda c: f"student and teacher logits of shape {tuple(c[0].shape)}, T={c[2]:g}", variants=_kd_variants,
+    success="matches the reference on {n} test cases (T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes "
+            "gradients to the student.",
+    fallback=lambda exercise, name, out, e, case: _generic(
+        name, f"logits of shape {tuple(case[0].shape)}, T={case[2]:g}", e, out),
+    output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
+    numbers=lambda c: {"T": c[2], "B": c[0].shape[0], "C": c[0].shape[1]}, quote=engine.at_case,
+    quoted=_near_usual_temperature(_KD_INPUTS),
+)
 
 
 def check_kd_loss(fn: Callable) -> None:
@@ -414,25 +421,7 @@ def check_kd_loss(fn: Callable) -> None:
     only, ...) whose value matches the learner's output on every case.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "kd_loss")
-    outputs = []
-    for s, t, T in _KD_INPUTS:
-        shown = f"student and teacher logits of shape {tuple(s.shape)}, T={T:g}"
-        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t, T), shown), s.shape[0]))
-    expected = [losses.kd_loss(s, t, T) for s, t, T in _KD_INPUTS]
-    if not all(_close(o, e) for o, e in zip(outputs, expected)):
-        found = _diagnose(outputs, _KD_INPUTS, _kd_variants())
-        # quote the numbers of the first case where the learner's value is off
-        i = _quoted_case(outputs, expected, [T for _, _, T in _KD_INPUTS])
-        s, t, T = _KD_INPUTS[i]
-        message = _kd_explain(name, found, T, s.shape[0], s.shape[1])
-        shown = f"logits of shape {tuple(s.shape)}, T={T:g}"
-        numbers = f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
-        raise AssertionError((message + numbers) if message else _generic(name, shown, expected[i], outputs[i]))
-    s, t, T = _KD_INPUTS[2]
-    _check_gradient(name, fn, (s, t, T), f"logits of shape {tuple(s.shape)}, T={T:g}")
-    print(f"✓ {name} matches the reference on {len(_KD_INPUTS)} test cases "
-          "(T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes gradients to the student.")
+    _check(KD_LOSS, fn)
 
 
 # ------------------------------------------------------------------ distillation_loss
@@ -493,6 +482,18 @@ def _distill_variants() -> list[_Variant]:
     return variants
 
 
+DISTILLATION_LOSS = _Exercise(
+    "distillation_loss", losses.distillation_loss, _DISTILL_INPUTS,
+    show=lambda c: f"logits of shape {tuple(c[0].shape)}, T={c[3]:g}, alpha={c[4]:g}", variants=_distill_variants,
+    success="matches the reference on {n} test cases (alpha = 0 to 1, T = 1 to 10, two batches) and passes "
+            "gradients to the student.",
+    fallback=lambda exercise, name, out, e, case: _generic(name, exercise.show(case), e, out),
+    output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
+    numbers=lambda c: {"T": c[3], "B": c[0].shape[0], "C": c[0].shape[1], "alpha": c[4]}, quote=engine.at_case,
+    quoted=_near_usual_temperature(_DISTILL_INPUTS),
+)
+
+
 def check_distillation_loss(fn: Callable) -> None:
     """Check ``fn(student_logits, teacher_logits, targets, T, alpha)`` against
     :func:`kdcourse.losses.distillation_loss`: ``alpha * T^2 KL(p_t || p_s) + (1 - alpha) CE(y, p_s)``.
@@ -502,26 +503,4 @@ def check_distillation_loss(fn: Callable) -> None:
     reduction, teacher labels instead of true labels, and the main soft-term mistakes.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "distillation_loss")
-    outputs = []
-    for s, t, y, T, alpha in _DISTILL_INPUTS:
-        shown = f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}"
-        outputs.append(_scalar_output(name, shown, _call(fn, name, (s, t, y, T, alpha), shown), s.shape[0]))
-    expected = [losses.distillation_loss(s, t, y, T, alpha) for s, t, y, T, alpha in _DISTILL_INPUTS]
-    if not all(_close(o, e) for o, e in zip(outputs, expected)):
-        found = _diagnose(outputs, _DISTILL_INPUTS, _distill_variants())
-        i = _quoted_case(outputs, expected, [T for _, _, _, T, _ in _DISTILL_INPUTS])
-        s, t, y, T, alpha = _DISTILL_INPUTS[i]
-        shown = f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}"
-        if found:
-            mistakes = [catalogue.message(m, T=T, B=s.shape[0], C=s.shape[1], alpha=alpha) for m in found[0].mistakes]
-            message = (f"{name}: {mistakes[0]}" if len(mistakes) == 1 else
-                       "\n".join([f"{name} has {len(mistakes)} mistakes:"] + [f"  - {m}" for m in mistakes]))
-            message += f"\n  (at {shown}: got {_fmt(outputs[i])}, expected {_fmt(expected[i])})"
-        else:
-            message = _generic(name, shown, expected[i], outputs[i])
-        raise AssertionError(message)
-    s, t, y, T, alpha = _DISTILL_INPUTS[0]
-    _check_gradient(name, fn, (s, t, y, T, alpha), f"logits of shape {tuple(s.shape)}, T={T:g}, alpha={alpha:g}")
-    print(f"✓ {name} matches the reference on {len(_DISTILL_INPUTS)} test cases "
-          "(alpha = 0 to 1, T = 1 to 10, two batches) and passes gradients to the student.")
+    _check(DISTILLATION_LOSS, fn)

@@ -16,19 +16,17 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .engine import LossExercise as _LossExercise
+from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
-from .engine import call as _call
-from .engine import check_loss as _check_loss
+from .engine import check as _check
 from .engine import close as _close
-from .engine import diagnose as _diagnose
-from .engine import explain as _explain
+from .engine import compare_with as _compare_with
+from .engine import first_row_fallback as _first_row_fallback
 from .engine import fmt as _fmt
-from .engine import judge as _judge
-from .engine import name_of as _name
+from .engine import gradient_to as _gradient_to
 from .engine import randn as _randn
-from .engine import tensor_output as _tensor_output
-from .engine import unit_rows_note as _unit_rows_note
+from .engine import ratio as _ratio
+from .engine import tensor_like as _tensor_like
 
 __all__ = [
     "check_rkd_distance_loss",
@@ -37,10 +35,6 @@ __all__ = [
     "check_similarity_matrix",
     "check_similarity_preserving_loss",
 ]
-
-
-def _ratio(expected: torch.Tensor, got: torch.Tensor) -> str:
-    return f" (ratio expected / got = {float(expected) / float(got):.4g})" if float(got) != 0 else ""
 
 
 def _scale_invariance(name: str, fn: Callable, s: torch.Tensor, t: torch.Tensor, what: str) -> None:
@@ -154,12 +148,6 @@ def _pair_shown(case: tuple) -> str:
     return f"student {tuple(case[0].shape)}, teacher {tuple(case[1].shape)}"
 
 
-def _compare_with(advice: str) -> Callable:
-    """The message when no classic mistake explains a wrong value: both values, their ratio, ``advice``."""
-    return lambda name, out, e, case: (f"{name}({_pair_shown(case)}) returned {_fmt(out)}, expected {_fmt(e)}"
-                                       f"{_ratio(e, out)}. No classic mistake explains this; {advice}")
-
-
 def _scale_note(what: str) -> Callable:
     def afterword(name: str, fn: Callable) -> str:
         try:
@@ -170,12 +158,14 @@ def _scale_note(what: str) -> Callable:
     return afterword
 
 
-RKD_DISTANCE_LOSS = _LossExercise(
+RKD_DISTANCE_LOSS = _Exercise(
     "rkd_distance_loss", losses.rkd_distance_loss, _RKD_INPUTS, _pair_shown, _rkd_distance_variants,
-    success=" (different widths and scales, a teacher with an outlier), and its gradient is finite.",
+    success="matches the reference on {n} test cases (different widths and scales, a teacher with an outlier), "
+            "and its gradient is finite.",
     fallback=_compare_with("compare with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, "
                            "each mu the mean distance over the pairs i != j."),
-    gradient_of="the student's embedding", afterword=_scale_note("Normalise each network's distances by their mean."),
+    on_match=_gradient_to("the student's embedding"),
+    afterword=_scale_note("Normalise each network's distances by their mean."),
 )
 
 
@@ -187,7 +177,7 @@ def check_rkd_distance_loss(fn: Callable) -> None:
     over the ``b(b-1)`` pairs ``i != j`` alone is named: it is ``b/(b-1)`` times the reference.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check_loss(RKD_DISTANCE_LOSS, fn)
+    _check(RKD_DISTANCE_LOSS, fn)
 
 
 # ------------------------------------------------------------------ RKD angles
@@ -270,43 +260,55 @@ def _angle_variants() -> list[_Variant]:
     ]
 
 
+def _valid(n: int) -> torch.Tensor:
+    """valid[i, j, k]: i != j and k != j (where two points coincide the cosine is not defined)."""
+    off = ~torch.eye(n, dtype=torch.bool)
+    return off[:, :, None] & off[None, :, :]
+
+
+def _masked(angles: Callable) -> Callable:
+    return lambda e: angles(e).where(_valid(len(e)), torch.zeros(()))
+
+
+def _angles_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    n = len(case[0])
+    if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, n, n) and not torch.isfinite(out).all():
+        raise AssertionError(
+            f"{name}({shown}) returned NaN where two points coincide (i == j or k == j): t_i - t_j is the "
+            "zero vector there and dividing it by its norm is 0 / 0. Use F.normalize(diff, dim=-1), "
+            "which adds a small eps (those entries are then 0)."
+        )
+    out = _tensor_like(lambda c: (n, n, n), lambda c, o: {(n, n): "One value per TRIPLET (i, j, k): the result is (N, N, N)."})(
+        name, shown, out, case)
+    return out.detach().where(_valid(n), torch.zeros(()))
+
+
+def _angles_fallback(exercise, name, out, e, case) -> str:
+    first = _ANGLE_INPUTS[0][0]
+    return (f"{name} does not match the reference: for the points t_0, t_1, t_2 of {_fmt(first[:3])}, A[0, 1, 2] "
+            f"should be {_fmt(_reference_angles(first)[0, 1, 2])} (the cosine of the angle at t_1), got "
+            f"{_fmt(out[0, 1, 2])}. No classic mistake explains this; compare with A[i, j, k] = <e_ij, e_kj>, "
+            "e_ij = (t_i - t_j) / ||t_i - t_j||.")
+
+
+RKD_ANGLES = _Exercise(
+    "rkd_angles", _masked(lambda e: _reference_angles(e)), _ANGLE_INPUTS,
+    show=lambda c: f"embedding of shape {tuple(c[0].shape)}",
+    variants=lambda: [_Variant(v.mistakes, _masked(v.fn), v.id) for v in _angle_variants()],
+    success="matches the reference on {n} test cases (the vertex is the middle point).",
+    fallback=_angles_fallback, output=_angles_output,
+    quoted=lambda outputs, expected: 0,
+)
+
+
 def check_rkd_angles(fn: Callable) -> None:
     """Check ``fn(embedding)`` -> ``(N, N, N)`` cosines ``A[i, j, k] = <e_ij, e_kj>`` of the angle
     at the vertex ``t_j`` (RKD eq. 6), with ``e_ij`` the unit vector from ``t_j`` to ``t_i``.
     Entries where two points coincide (``i == j`` or ``k == j``) are not checked, but must be finite.
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "rkd_angles")
-    outputs, inputs = [], []
-    for (e,) in _ANGLE_INPUTS:
-        n = len(e)
-        shown = f"embedding of shape {tuple(e.shape)}"
-        out = _call(fn, name, (e,), shown)
-        if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, n, n) and not torch.isfinite(out).all():
-            raise AssertionError(
-                f"{name}({shown}) returned NaN where two points coincide (i == j or k == j): t_i - t_j is the "
-                "zero vector there and dividing it by its norm is 0 / 0. Use F.normalize(diff, dim=-1), "
-                "which adds a small eps (those entries are then 0)."
-            )
-        out = _tensor_output(name, shown, out, (n, n, n), {
-            (n, n): "One value per TRIPLET (i, j, k): the result is (N, N, N).",
-        })
-        off = ~torch.eye(n, dtype=torch.bool)
-        valid = off[:, :, None] & off[None, :, :]  # valid[i, j, k]: i != j and j != k
-        outputs.append(out.detach().where(valid, torch.zeros(())))
-        inputs.append((e, valid))
-    variants = [_Variant(v.mistakes, (lambda f: lambda e, valid: f(e).where(valid, torch.zeros(())))(v.fn))
-                for v in _angle_variants()]
-    if all(_close(o, variants[0].fn(*a)) for o, a in zip(outputs, inputs)):
-        print(f"✓ {name} matches the reference on {len(_ANGLE_INPUTS)} test cases (the vertex is the middle point).")
-        return
-    message = _explain(name, _diagnose(outputs, inputs, variants))
-    if message is None:
-        message = (f"{name} does not match the reference: for the points t_0, t_1, t_2 of "
-                   f"{_fmt(_ANGLE_INPUTS[0][0][:3])}, A[0, 1, 2] should be {_fmt(_reference_angles(_ANGLE_INPUTS[0][0])[0, 1, 2])} "
-                   f"(the cosine of the angle at t_1), got {_fmt(outputs[0][0, 1, 2])}. No classic mistake "
-                   "explains this; compare with A[i, j, k] = <e_ij, e_kj>, e_ij = (t_i - t_j) / ||t_i - t_j||.")
-    raise AssertionError(message)
+    _check(RKD_ANGLES, fn)
 
 
 # ------------------------------------------------------------------ RKD angle loss
@@ -340,12 +342,12 @@ def _rkd_angle_variants() -> list[_Variant]:
     ]
 
 
-RKD_ANGLE_LOSS = _LossExercise(
+RKD_ANGLE_LOSS = _Exercise(
     "rkd_angle_loss", losses.rkd_angle_loss, _RKD_INPUTS, _pair_shown, _rkd_angle_variants,
-    success=", and its gradient is finite.",
+    success="matches the reference on {n} test cases, and its gradient is finite.",
     fallback=_compare_with("compare with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check "
                            "of rkd_angles passed, call that function here."),
-    gradient_of="the student's embedding",
+    on_match=_gradient_to("the student's embedding"),
     afterword=_scale_note("Angles between unit vectors do not depend on scale: normalise the difference vectors."),
 )
 
@@ -354,7 +356,7 @@ def check_rkd_angle_loss(fn: Callable) -> None:
     """Check ``fn(student_embedding, teacher_embedding)`` against :func:`kdcourse.losses.rkd_angle_loss`
     (the Huber loss between the two ``(N, N, N)`` tensors of angle cosines, averaged)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check_loss(RKD_ANGLE_LOSS, fn)
+    _check(RKD_ANGLE_LOSS, fn)
 
 
 # ------------------------------------------------------------------ similarity matrix
@@ -414,34 +416,34 @@ def _sim_variants() -> list[_Variant]:
     ]
 
 
+def _sim_hints(case: tuple, out) -> dict:
+    f = case[0]
+    b, d = f.shape[0], f[0].numel()
+    hints = {(d, d): "That is the Gram matrix of the features' dimensions (Q^T Q); SP compares EXAMPLES: "
+                     "G = Q Q^T is (b, b)."}
+    if f.dim() > 2:
+        c = f.shape[1]
+        hints[(b, c, c)] = "Flatten each example first: Q = feature.flatten(1), then G = Q @ Q.T is (b, b)."
+        if isinstance(out, torch.Tensor) and tuple(out.shape) not in hints:
+            hints[tuple(out.shape)] = _FLATTEN  # any other shape from a 4-D input: most likely not flattened
+    return hints
+
+
+SIMILARITY_MATRIX = _Exercise(
+    "similarity_matrix", losses.similarity_matrix, _SIM_INPUTS,
+    show=lambda c: f"feature of shape {tuple(c[0].shape)}", variants=_sim_variants,
+    success="matches the reference on {n} test cases (flat and 4-D features).",
+    fallback=_first_row_fallback("compare with G = Q Q^T, then each row divided by its L2 norm."),
+    output=_tensor_like(lambda c: (len(c[0]), len(c[0])), _sim_hints),
+    call_error=lambda c: _FLATTEN if c[0].dim() > 2 else None,
+)
+
+
 def check_similarity_matrix(fn: Callable) -> None:
     """Check ``fn(feature)`` -> the ``(b, b)`` row-normalised batch similarity of SP
     (:func:`kdcourse.losses.similarity_matrix`), for flat and 4-D features."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "similarity_matrix")
-    outputs = []
-    for (f,) in _SIM_INPUTS:
-        b, d = f.shape[0], f[0].numel()
-        shown = f"feature of shape {tuple(f.shape)}"
-        try:
-            out = _call(fn, name, (f,), shown)
-        except AssertionError as error:
-            if f.dim() > 2:
-                raise AssertionError(f"{error}\n{_FLATTEN}") from None
-            raise
-        hints = {(d, d): "That is the Gram matrix of the features' dimensions (Q^T Q); SP compares EXAMPLES: "
-                         "G = Q Q^T is (b, b)."}
-        if f.dim() > 2:
-            c = f.shape[1]
-            hints[(b, c, c)] = "Flatten each example first: Q = feature.flatten(1), then G = Q @ Q.T is (b, b)."
-            if isinstance(out, torch.Tensor) and tuple(out.shape) not in hints:
-                hints[tuple(out.shape)] = _FLATTEN  # any other shape from a 4-D input: most likely not flattened
-        outputs.append(_tensor_output(name, shown, out, (b, b), hints))
-    _judge(name, outputs, [losses.similarity_matrix(f) for (f,) in _SIM_INPUTS], _SIM_INPUTS, _sim_variants(),
-           " (flat and 4-D features).", lambda name, out, e, case: (
-               f"{name}(feature of shape {tuple(case[0].shape)}) returned first row {_fmt(out[0])}, expected "
-               f"{_fmt(e[0])}.{_unit_rows_note(out)} No classic mistake explains this; compare with G = Q Q^T, then "
-               "each row divided by its L2 norm."))
+    _check(SIMILARITY_MATRIX, fn)
 
 
 # ------------------------------------------------------------------ SP loss
@@ -487,7 +489,7 @@ def _sp_variants() -> list[_Variant]:
     ]
 
 
-def _sp_fallback(name, out, e, case) -> str:
+def _sp_fallback(exercise, name, out, e, case) -> str:
     b = len(case[0])
     hint = ""
     if float(out) != 0 and math.isclose(float(e) / float(out), 1 / b ** 2, rel_tol=1e-3):
@@ -496,9 +498,10 @@ def _sp_fallback(name, out, e, case) -> str:
             "mistake explains this; compare with (similarity_matrix(t) - similarity_matrix(s)).pow(2).sum() / b**2.")
 
 
-SIMILARITY_PRESERVING_LOSS = _LossExercise(
+SIMILARITY_PRESERVING_LOSS = _Exercise(
     "similarity_preserving_loss", losses.similarity_preserving_loss, _SP_INPUTS, _pair_shown, _sp_variants,
-    success=" (batches of 3 to 6, flat and 4-D features).", fallback=_sp_fallback,
+    success="matches the reference on {n} test cases (batches of 3 to 6, flat and 4-D features).",
+    fallback=_sp_fallback, on_match=_gradient_to("the student's features"),
     call_hint=lambda case: _flatten_hint if max(case[0].dim(), case[1].dim()) > 2 else None,
 )
 
@@ -507,4 +510,4 @@ def check_similarity_preserving_loss(fn: Callable) -> None:
     """Check ``fn(student_feature, teacher_feature)`` against
     :func:`kdcourse.losses.similarity_preserving_loss`: ``||G_T - G_S||_F^2 / b^2``."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check_loss(SIMILARITY_PRESERVING_LOSS, fn)
+    _check(SIMILARITY_PRESERVING_LOSS, fn)

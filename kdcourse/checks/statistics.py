@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from .logits import _call
+from .engine import Exercise, check
+from .engine import mistake as _mistake
 
 __all__ = ["check_paired_gain", "PAIRED_GAIN_MISTAKES"]
 
@@ -31,34 +31,27 @@ def _reference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(d), statistics.stdev(d)
 
 
-@dataclass(frozen=True)
-class Mistake:
-    id: str
-    message: str
-    make: Callable[[Sequence[float], Sequence[float]], tuple[float, float]]
-
-
 PAIRED_GAIN_MISTAKES = (
-    Mistake("reversed", "the sign is reversed: it subtracts the method from the baseline. A gain is "
+    _mistake("reversed", "the sign is reversed: it subtracts the method from the baseline. A gain is "
             "method_runs[i] - baseline_runs[i], positive when the method is better.",
             lambda a, b: _reference(b, a)),
-    Mistake("population_std", "the spread is the population standard deviation (np.std's default, "
+    _mistake("population_std", "the spread is the population standard deviation (np.std's default, "
             "statistics.pstdev: divided by n). Over 3 seeds that understates it by a fifth: use the sample "
             "standard deviation, np.std(d, ddof=1) or statistics.stdev(d).",
             lambda a, b: (statistics.fmean(_differences(a, b)), statistics.pstdev(_differences(a, b)))),
-    Mistake("std_of_method", "the spread is that of the method's accuracies, not of the per-seed differences: "
+    _mistake("std_of_method", "the spread is that of the method's accuracies, not of the per-seed differences: "
             "what the seeds share (an easy or hard initialisation) cancels in the differences. Take the "
             "standard deviation of d = [a - b for a, b in zip(method_runs, baseline_runs)].",
             lambda a, b: (statistics.fmean(_differences(a, b)), statistics.stdev(a))),
-    Mistake("unpaired", "the spread is sqrt(std(method)^2 + std(baseline)^2), that of two independent means: "
+    _mistake("unpaired", "the spread is sqrt(std(method)^2 + std(baseline)^2), that of two independent means: "
             "the runs are paired by seed (same initial student, same batch order), so take the standard "
             "deviation of the per-seed differences instead.",
             lambda a, b: (statistics.fmean(_differences(a, b)),
                           math.hypot(statistics.stdev(a), statistics.stdev(b)))),
-    Mistake("sorted", "the runs are sorted before they are subtracted, which pairs seed i of one list with "
+    _mistake("sorted", "the runs are sorted before they are subtracted, which pairs seed i of one list with "
             "another seed of the other: subtract in seed order, zip(method_runs, baseline_runs).",
             lambda a, b: _reference(sorted(a), sorted(b))),
-    Mistake("points", "it returns points (x 100): return fractions, in the units of the runs (0.05 for five "
+    _mistake("points", "it returns points (x 100): return fractions, in the units of the runs (0.05 for five "
             "points); the lesson formats them as points when it prints.",
             lambda a, b: tuple(100 * v for v in _reference(a, b))),
 )
@@ -76,41 +69,43 @@ def _close(got: tuple[float, float], want: tuple[float, float]) -> bool:
     return all(math.isclose(g, w, rel_tol=1e-6, abs_tol=1e-9) for g, w in zip(got, want))
 
 
-def _as_pair(out, name: str, shown: str) -> tuple[float, float]:
-    __tracebackhide__ = True
+def _as_pair(name: str, shown: str, out, case: tuple) -> tuple[float, float]:
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     try:
         first, second = out
-        return float(first), float(second)
+        pair = float(first), float(second)
     except (TypeError, ValueError):
         raise AssertionError(
             f"{name}({shown}) returned {out!r}: return two numbers, (mean, std), e.g. "
             "`return np.mean(d), np.std(d, ddof=1)`.") from None
+    if any(math.isnan(v) for v in pair):
+        raise AssertionError(f"{name}({shown}) returned NaN: with n seeds the sample standard deviation "
+                             "divides by n - 1, so it needs at least two runs; are both lists used?")
+    return pair
+
+
+def _numbers(exercise, out, want, case) -> str:
+    return (f"\n  (with {len(case[0])} seeds: got mean {out[0]:.6g}, std {out[1]:.6g}; "
+            f"expected mean {want[0]:.6g}, std {want[1]:.6g})")
+
+
+def _fallback(exercise, name, out, want, case) -> str:
+    which = "the mean" if not math.isclose(out[0], want[0], rel_tol=1e-6) else "the spread"
+    return (f"{name}: {which} is off, and no classic mistake explains it. The gain is the mean of the per-seed "
+            "differences d[i] = method_runs[i] - baseline_runs[i]; its spread is their sample standard "
+            f"deviation (ddof = 1).{_numbers(exercise, out, want, case)}")
+
+
+PAIRED_GAIN = Exercise(
+    "paired_gain", _reference, _CASES, show=lambda case: f"{len(case[0])} seeds",
+    variants=lambda: list(PAIRED_GAIN_MISTAKES),
+    success="matches the reference on {n} cases (2 to 5 seeds): the mean of the per-seed differences and their "
+            "sample standard deviation.",
+    fallback=_fallback, output=_as_pair, same=_close, quote=_numbers, in_place="",
+)
 
 
 def check_paired_gain(fn: Callable) -> None:
     """Check ``paired_gain(method_runs, baseline_runs) -> (mean, std)`` of the per-seed differences."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = getattr(fn, "__name__", "paired_gain")
-    outputs = []
-    for a, b in _CASES:
-        shown = f"{len(a)} seeds"
-        outputs.append(_as_pair(_call(fn, name, (list(a), list(b)), shown), name, shown))
-        if any(math.isnan(v) for v in outputs[-1]):
-            raise AssertionError(f"{name}({shown}) returned NaN: with n seeds the sample standard deviation "
-                                 "divides by n - 1, so it needs at least two runs; are both lists used?")
-    expected = [_reference(a, b) for a, b in _CASES]
-    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
-    if wrong:
-        i = wrong[0]
-        numbers = (f"\n  (with {len(_CASES[i][0])} seeds: got mean {outputs[i][0]:.6g}, std {outputs[i][1]:.6g}; "
-                   f"expected mean {expected[i][0]:.6g}, std {expected[i][1]:.6g})")
-        for mistake in PAIRED_GAIN_MISTAKES:
-            if all(_close(o, mistake.make(a, b)) for o, (a, b) in zip(outputs, _CASES)):
-                raise AssertionError(f"{name}: {mistake.message}{numbers}")
-        which = "the mean" if not math.isclose(outputs[i][0], expected[i][0], rel_tol=1e-6) else "the spread"
-        raise AssertionError(
-            f"{name}: {which} is off, and no classic mistake explains it. The gain is the mean of the per-seed "
-            "differences d[i] = method_runs[i] - baseline_runs[i]; its spread is their sample standard "
-            f"deviation (ddof = 1).{numbers}")
-    print(f"✓ {name} matches the reference on {len(_CASES)} cases (2 to 5 seeds): the mean of the per-seed "
-          "differences and their sample standard deviation.")
+    check(PAIRED_GAIN, fn)

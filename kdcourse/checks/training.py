@@ -16,8 +16,6 @@ it with the gradients of the usual wrong losses (alpha swapped, ``T^2`` missing,
 from __future__ import annotations
 
 import copy
-import os
-import traceback
 import warnings
 
 import torch
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import mistakes as catalogue
+from . import engine
 
 __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 
@@ -38,22 +37,11 @@ def _fail(message: str) -> None:
     raise AssertionError(message) from None
 
 
-def _call(fn, name: str, *args, hint=None):
-    """Call the learner's function; turn its exception into a message (``hint(error)`` may add
-    the likely cause)."""
-    __tracebackhide__ = True
-    try:
-        return fn(*args)
-    except NotImplementedError as error:
-        _fail(f"{name} is not implemented yet ({error}). Replace the `raise NotImplementedError` "
-              "line with your code, run that cell again, then run this check.")
-    except Exception as error:  # noqa: BLE001 - show the learner their own error and where
-        frames = traceback.extract_tb(error.__traceback__)
-        # the deepest frame outside PyTorch: the learner's own line, not torch's internals
-        where = next((f for f in reversed(frames) if f"{os.sep}torch{os.sep}" not in f.filename), frames[-1])
-        extra = hint(error) if hint is not None else None
-        _fail(f"{name} raised {type(error).__name__}: {error}\n  (line {where.lineno}: {where.line})"
-              + (f"\n{extra}" if extra else ""))
+def _call(fn, name: str, *args, hint=None, shown: str = "..."):
+    """The engine's call (:func:`kdcourse.checks.engine.call`): an exception becomes a message that
+    shows the learner's line (``hint(error)`` may add the likely cause)."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    return engine.call(fn, name, args, shown, hint)
 
 
 # ---------------------------------------------------------------- lesson 03: count_parameters
@@ -92,8 +80,8 @@ def check_count_parameters(count_parameters) -> None:
     frozen = copy.deepcopy(model).requires_grad_(False)
     expected = _reference_count(model)  # 40 + 8 + 216 + 35 = 299
     hint = lambda error: "Loop over model.parameters() and add up p.numel() for each tensor p."  # noqa: E731
-    got = _call(count_parameters, "count_parameters", model, hint=hint)
-    got_frozen = _call(count_parameters, "count_parameters", frozen, hint=hint)
+    got = _call(count_parameters, "count_parameters", model, hint=hint, shown="a test network")
+    got_frozen = _call(count_parameters, "count_parameters", frozen, hint=hint, shown="a frozen test network")
     for value in (got, got_frozen):
         if isinstance(value, torch.Tensor):
             _fail("count_parameters returned a tensor; return a Python int (e.g. int(...) or sum of p.numel()).")
@@ -144,7 +132,7 @@ def check_accuracy(accuracy) -> None:
                     "logits.argmax(dim=1), not dim=0.")
         return "Compare logits.argmax(dim=1) with the labels and take the mean of the matches."
 
-    got = _call(accuracy, "accuracy", logits.clone(), labels.clone(), hint=hint)
+    got = _call(accuracy, "accuracy", logits, labels, hint=hint, shown="logits of shape (12, 5), labels")
     if isinstance(got, torch.Tensor):
         if got.numel() != 1:
             _fail(f"accuracy returned a tensor of shape {tuple(got.shape)}: reduce the matches to one "
@@ -169,7 +157,7 @@ def check_accuracy(accuracy) -> None:
     # a second batch where argmax over dim 0 happens to fit the shapes
     square = torch.randn(5, 5, generator=g)
     square_labels = square.argmax(1)
-    got_square = _call(accuracy, "accuracy", square, square_labels, hint=hint)
+    got_square = _call(accuracy, "accuracy", square, square_labels, hint=hint, shown="logits of shape (5, 5), labels")
     if abs(float(got_square) - 1.0) > 1e-6:
         _fail(f"On a 5 x 5 batch where every prediction is right you returned {float(got_square)}. "
               "Take the arg-max over the classes, dim=1 (each row is one example).")
@@ -319,7 +307,8 @@ class _StepWatch:
 def _call_step(fn, student, teacher, x, y, optimizer, T, alpha) -> tuple[object, _StepWatch]:
     __tracebackhide__ = True
     with _StepWatch(student, optimizer) as watch:
-        returned = _call(fn, "kd_training_step", student, teacher, x, y, optimizer, T, alpha, hint=_step_hint)
+        returned = _call(fn, "kd_training_step", student, teacher, x, y, optimizer, T, alpha, hint=_step_hint,
+                         shown="student, teacher, x, y, optimizer, T, alpha")
     return returned, watch
 
 
