@@ -20,6 +20,12 @@ def test_every_table_checker_is_listed():
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_every_mistake_is_a_catalogue_entry(name):
+    for variant in EXERCISES[name].variants():
+        assert all(m in catalogue.CATALOGUE for m in variant.mistakes), variant.mistakes
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_the_reference_passes(name, capsys):
     check(EXERCISES[name], EXERCISES[name].reference)
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""One catalogue of mistakes (kdcourse/mistakes.py), read by the checkers, lesson 07's pitfalls and its diagnosis."""
+"""One catalogue of mistakes (kdcourse/mistakes/), read by the checkers, lesson 07's pitfalls and its diagnosis."""
 
 import re
 
@@ -6,13 +6,12 @@ import pytest
 
 import kdcourse.pitfalls as P
 from kdcourse import mistakes
-from kdcourse.checks import check_diagnosis, check_distillation_loss, check_kd_loss
-from kdcourse.checks.logits import _distill_variants, _kd_variants
+from kdcourse.checks import EXERCISES, check_diagnosis, check_distillation_loss, check_kd_loss
 from kdcourse.checks.training import _variants
 
 
 def _named_by_checkers() -> set[str]:
-    ids = {m for v in _kd_variants() + _distill_variants() for m in v.mistakes}
+    ids = {m for exercise in EXERCISES.values() for v in exercise.variants() for m in v.mistakes}
     return ids | {name for name, _, _ in _variants(4.0, 0.9)[1:]}
 
 
@@ -69,3 +68,12 @@ def test_the_diagnosis_accepts_every_spelling_the_catalogue_lists(pitfall):
         if answer == pitfall:
             check_diagnosis(mystery, mistakes.CATALOGUE[pitfall].aliases[0])
 
+
+
+def test_a_glossary_block_must_be_an_id_then_its_fix_indented():
+    from kdcourse.mistakes.entry import entries
+
+    (entry,) = entries("x.y\n    it does this;\n    do that.\n")
+    assert (entry.id, entry.fix) == ("x.y", "it does this; do that.")
+    with pytest.raises(ValueError, match="indented by 4"):
+        entries("x.y\nit does this.")

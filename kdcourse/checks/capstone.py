@@ -12,14 +12,17 @@ from collections.abc import Callable
 
 import torch
 
+from .. import mistakes as _catalogue
 from ..losses import attention_map
 from ..methods import paired_attention_loss as _reference
 from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
+from .engine import accepted as _accepted
 from .engine import check as _check
 from .engine import check_gradient as _check_gradient
 from .engine import fmt as _fmt
 from .engine import randn as _randn
+from .engine import row as _row
 from .engine import scalar_output as _scalar_output
 
 __all__ = ["check_paired_attention_loss"]
@@ -62,28 +65,17 @@ def _per_pair(s, t, pairs, q=attention_map, reduce=lambda d: d.pow(2).mean()):
 
 
 def _variants() -> list[_Variant]:
+    m = "paired_attention_loss."
     return [
-        _Variant((), lambda s, t, p: _reference(s, t, p)),
-        _Variant(("it averages the pairs' losses; add them up (the sum over the pairs), as the authors' code, "
-                  "RepDistiller and mdistiller do: the term's weight carries the scale (500 here: the paper's beta/2, beta = 1000).",),
-                 lambda s, t, p: sum(_per_pair(s, t, p)) / len(p)),
-        _Variant(("it sums the squared differences over positions (the paper's per-example norm) and "
-                  "averages over the batch only; this course averages over batch AND positions "
-                  "(`.pow(2).mean()`), as the authors' code does (the paper's beta/2 goes into the weight).",),
-                 lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum(1).mean()))),
-        _Variant(("it sums the squared differences over everything; average them (`.pow(2).mean()`).",),
-                 lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum()))),
-        _Variant(("it returns the norm of the difference (per example), not its square: use the mean of the "
-                  "squared differences.",),
-                 lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.norm(dim=1).mean()))),
-        _Variant(("the student's attention maps are not normalised: use attention_map(...), which divides each "
-                  "map by its L2 norm, so that only WHERE a network looks matters, not how strongly.",),
-                 lambda s, t, p: sum((_raw_q(s[a]) - attention_map(t[b])).pow(2).mean() for a, b in p.items())),
-        _Variant(("the attention maps are not normalised: use attention_map(...) (unit L2 norm per example).",),
-                 lambda s, t, p: sum(_per_pair(s, t, p, q=_raw_q))),
-        _Variant(("it compares the feature maps' absolute values (p = 1); attention transfer squares them "
-                  "(attention_map's default p = 2).",),
-                 lambda s, t, p: sum(_per_pair(s, t, p, q=lambda x: attention_map(x, 1)))),
+        _accepted(lambda s, t, p: _reference(s, t, p)),
+        _row(m + "mean_over_pairs", lambda s, t, p: sum(_per_pair(s, t, p)) / len(p)),
+        _row(m + "per_example_norm", lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum(1).mean()))),
+        _row(m + "sum", lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum()))),
+        _row(m + "norm_not_square", lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.norm(dim=1).mean()))),
+        _row(m + "student_not_normalised",
+             lambda s, t, p: sum((_raw_q(s[a]) - attention_map(t[b])).pow(2).mean() for a, b in p.items())),
+        _row(m + "not_normalised", lambda s, t, p: sum(_per_pair(s, t, p, q=_raw_q))),
+        _row(m + "p_one", lambda s, t, p: sum(_per_pair(s, t, p, q=lambda x: attention_map(x, 1)))),
     ]
 
 
@@ -173,16 +165,12 @@ def _ce_variants() -> list[_Variant]:
         total, n = _ce_rows(z, y)
         return total / n if n else torch.tensor(float("nan"))
 
+    m = "labeled_cross_entropy."
     return [
-        _Variant((), _labeled_ce_reference),
-        _Variant(("it divides by the batch size, counting the unlabelled rows too: average over the LABELLED "
-                  "rows only (divide by their number), so the loss does not shrink as the pool grows.",),
-                 over_batch),
-        _Variant(("it returns NaN for a batch without a labelled row (0 / 0, as F.cross_entropy(..., "
-                  "ignore_index=-1) does): return 0 then, e.g. `logits.sum() * 0.0`, which keeps the graph "
-                  "and gives a zero gradient.",), nan_when_empty),
-        _Variant(("it sums over the labelled rows; average them (the mean over the labelled rows).",),
-                 lambda z, y: _ce_rows(z, y)[0]),
+        _accepted(_labeled_ce_reference),
+        _row(m + "over_batch", over_batch),
+        _row(m + "nan_when_empty", nan_when_empty),
+        _row(m + "sum", lambda z, y: _ce_rows(z, y)[0]),
     ]
 
 
@@ -196,7 +184,7 @@ def _ce_output(name: str, what: str, out, case: tuple):
         return _scalar_output(name, what, out, len(case[1]))
     except AssertionError as bad:
         if "NaN" in str(bad) and not bool((case[1] != -1).any()):
-            raise AssertionError(f"{name}: {_ce_variants()[2].mistakes[0]}") from None
+            raise AssertionError(f"{name}: {_catalogue.message('labeled_cross_entropy.nan_when_empty')}") from None
         raise
 
 

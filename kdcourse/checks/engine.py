@@ -137,9 +137,15 @@ class Variant:
         return self.fn
 
 
-def mistake(id: str, message: str, make: Callable) -> Variant:
-    """A table row: one named mistake, the message that says it and its fix, and a function that makes it."""
-    return Variant((message,), make, id)
+def row(id: str, make: Callable) -> Variant:
+    """A table row: one mistake of the catalogue (its id; the message that names it and says the fix is its
+    entry in :mod:`kdcourse.mistakes`) and a function that makes it."""
+    return Variant((id,), make, id)
+
+
+def accepted(make: Callable) -> Variant:
+    """A table row for a right answer (the reference, or another way to compute it)."""
+    return Variant((), make)
 
 
 def diagnose(outputs: Sequence, inputs: Sequence[tuple], variants: Sequence[Variant],

@@ -23,6 +23,7 @@ from ..distill import LossTerm
 from ..models import DigitsCNN, feature_extractor
 from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
+from .engine import accepted as _accepted
 from .engine import call as _call
 from .engine import check as _check
 from .engine import check_gradient as _check_gradient
@@ -34,6 +35,7 @@ from .engine import name_of as _name
 from .engine import not_implemented as _not_implemented
 from .engine import randn as _randn
 from .engine import ratio as _ratio
+from .engine import row as _row
 from .engine import scalar_output as _scalar_output
 from .engine import tensor_like as _tensor_like
 
@@ -206,30 +208,17 @@ def _hint_variants() -> list[_Variant]:
     def sq(s, t, r):
         return (r(s) - t).pow(2)
 
+    m = "hint_loss."
     return [
-        _Variant((), lambda s, t, r: _mse(r(s), t)),
-        _Variant(("it sums the squared errors; average them over all elements (F.mse_loss), so that one "
-                  "weight suits layers of any size (the paper's 1/2 goes into the weight too).",),
-                 lambda s, t, r: sq(s, t, r).sum()),
-        _Variant(("it sums over channels and positions and averages over the batch only (the paper's "
-                  "per-example norm); this course averages over all elements (F.mse_loss), so that one "
-                  "weight suits layers of any size.",),
-                 lambda s, t, r: sq(s, t, r).sum() / s.shape[0]),
-        _Variant(("it multiplies by the paper's 1/2; in this course that constant is folded into the term's "
-                  "weight: return F.mse_loss(regressor(student_feature), teacher_feature).",),
-                 lambda s, t, r: 0.5 * _mse(r(s), t)),
-        _Variant(("it returns the norm of the difference, not its square: use the mean SQUARED error.",),
-                 lambda s, t, r: (r(s) - t).norm()),
-        _Variant(("it uses the mean absolute error (L1); FitNets uses the squared error (F.mse_loss).",),
-                 lambda s, t, r: _l1(r(s), t)),
-        _Variant(("the arguments are reversed: the regressor is applied to the TEACHER's features. It maps the "
-                  "student's features to the teacher's shape: mse(regressor(student_feature), teacher_feature).",),
-                 lambda s, t, r: _mse(r(t), s)),
-        _Variant(("the regressor is never applied: the student's features are compared with the teacher's "
-                  "directly, which fails whenever their channel counts differ. Use regressor(student_feature).",),
-                 lambda s, t, r: _mse(s, t)),
-        _Variant(("the regressor is applied to both features; apply it to the student's only.",),
-                 lambda s, t, r: _mse(r(s), r(t))),
+        _accepted(lambda s, t, r: _mse(r(s), t)),
+        _row(m + "sum", lambda s, t, r: sq(s, t, r).sum()),
+        _row(m + "per_example_norm", lambda s, t, r: sq(s, t, r).sum() / s.shape[0]),
+        _row(m + "half", lambda s, t, r: 0.5 * _mse(r(s), t)),
+        _row(m + "norm_not_square", lambda s, t, r: (r(s) - t).norm()),
+        _row(m + "l1", lambda s, t, r: _l1(r(s), t)),
+        _row(m + "regressor_on_teacher", lambda s, t, r: _mse(r(t), s)),
+        _row(m + "no_regressor", lambda s, t, r: _mse(s, t)),
+        _row(m + "regressor_on_both", lambda s, t, r: _mse(r(s), r(t))),
     ]
 
 
@@ -387,30 +376,19 @@ def _q(a: torch.Tensor, p: float, reduce: str = "mean", absolute: bool = True) -
 
 def _attention_variants() -> list[_Variant]:
     norm = lambda q: F.normalize(q, dim=1)  # noqa: E731
-    not_normalised = ("the map is not normalised: divide each example's map by its L2 norm "
-                      "(F.normalize(q, dim=1)). Without it the map's scale depends on the network's width and "
-                      "activations, and teacher and student maps cannot be compared.")
-    no_abs = "it raises A to the power p without the absolute value: use feature.abs().pow(p) (|A|^p)."
+    m = "attention_map."
     return [
-        _Variant((), lambda a, p: norm(_q(a, p))),
-        _Variant(("it ignores p and always squares: use feature.abs().pow(p).",), lambda a, p: norm(_q(a, 2))),
-        _Variant((no_abs,), lambda a, p: norm(_q(a, p, absolute=False))),
-        _Variant((not_normalised,), lambda a, p: _q(a, p)),
-        _Variant((not_normalised,), lambda a, p: _q(a, p, "sum")),
-        _Variant(("it normalises with the L1 norm (the sum); attention transfer uses the L2 norm: "
-                  "F.normalize(q, p=2, dim=1).",),
-                 lambda a, p: F.normalize(_q(a, p), p=1, dim=1)),
-        _Variant(("it normalises over the whole batch at once: normalise each example's map separately "
-                  "(F.normalize(q, dim=1) on the (N, H*W) maps).",),
-                 lambda a, p: _q(a, p) / _q(a, p).norm()),
-        _Variant(("it normalises over the batch (dim=0): normalise each example's map, over its H*W "
-                  "positions (dim=1).",),
-                 lambda a, p: F.normalize(_q(a, p), dim=0)),
-        _Variant(("it uses a softmax; attention transfer divides by the L2 norm: F.normalize(q, dim=1).",),
-                 lambda a, p: torch.softmax(_q(a, p), dim=1)),
-        _Variant(("it divides by the maximum; attention transfer divides by the L2 norm: F.normalize(q, dim=1).",),
-                 lambda a, p: _q(a, p) / _q(a, p).amax(1, keepdim=True)),
-        _Variant((not_normalised, no_abs), lambda a, p: _q(a, p, absolute=False)),
+        _accepted(lambda a, p: norm(_q(a, p))),
+        _row(m + "ignores_p", lambda a, p: norm(_q(a, 2))),
+        _row(m + "no_abs", lambda a, p: norm(_q(a, p, absolute=False))),
+        _row(m + "not_normalised", lambda a, p: _q(a, p)),
+        _row(m + "not_normalised", lambda a, p: _q(a, p, "sum")),
+        _row(m + "l1_norm", lambda a, p: F.normalize(_q(a, p), p=1, dim=1)),
+        _row(m + "batch_norm", lambda a, p: _q(a, p) / _q(a, p).norm()),
+        _row(m + "normalised_over_batch", lambda a, p: F.normalize(_q(a, p), dim=0)),
+        _row(m + "softmax", lambda a, p: torch.softmax(_q(a, p), dim=1)),
+        _row(m + "max", lambda a, p: _q(a, p) / _q(a, p).amax(1, keepdim=True)),
+        _Variant((m + "not_normalised", m + "no_abs"), lambda a, p: _q(a, p, absolute=False)),
     ]
 
 
@@ -461,28 +439,17 @@ def _at_loss_variants() -> list[_Variant]:
     def diff(s, t, p):
         return am(s, p) - am(t, p)
 
-    not_normalised = ("the attention maps are compared without normalising them (divide each by its L2 norm, "
-                      "as attention_map does): the raw maps' scales depend on each network's width and "
-                      "activations, so the loss would push the student's scale instead of its spatial pattern.")
+    m = "attention_transfer_loss."
     return [
-        _Variant((), lambda s, t, p: diff(s, t, p).pow(2).mean()),
-        _Variant(("it sums over the batch and the positions; average instead (.pow(2).mean()), as in the "
-                  "authors' code: the paper's weight beta = 1000 assumes the mean.",),
-                 lambda s, t, p: diff(s, t, p).pow(2).sum()),
-        _Variant(("it sums over the positions and averages over the batch; this course (like the authors' "
-                  "code) averages over the positions too: diff.pow(2).mean().",),
-                 lambda s, t, p: diff(s, t, p).pow(2).sum(1).mean()),
-        _Variant(("it takes each example's norm of the difference, not its square (eq. 2 written literally); "
-                  "the authors' code and this course use the squared difference, averaged: diff.pow(2).mean().",),
-                 lambda s, t, p: diff(s, t, p).norm(dim=1).mean()),
-        _Variant(("it uses the absolute difference (L1); use the squared difference: diff.pow(2).mean().",),
-                 lambda s, t, p: diff(s, t, p).abs().mean()),
-        _Variant((not_normalised,), lambda s, t, p: (_q(s, p) - _q(t, p)).pow(2).mean()),
-        _Variant((not_normalised,), lambda s, t, p: (_q(s, p, "sum") - _q(t, p, "sum")).pow(2).mean()),
-        _Variant(("it ignores p: pass p on to attention_map(feature, p).",),
-                 lambda s, t, p: (am(s, 2.0) - am(t, 2.0)).pow(2).mean()),
-        _Variant((not_normalised, "it ignores p: use feature.abs().pow(p)."),
-                 lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
+        _accepted(lambda s, t, p: diff(s, t, p).pow(2).mean()),
+        _row(m + "sum", lambda s, t, p: diff(s, t, p).pow(2).sum()),
+        _row(m + "sum_over_positions", lambda s, t, p: diff(s, t, p).pow(2).sum(1).mean()),
+        _row(m + "norm_not_square", lambda s, t, p: diff(s, t, p).norm(dim=1).mean()),
+        _row(m + "l1", lambda s, t, p: diff(s, t, p).abs().mean()),
+        _row(m + "not_normalised", lambda s, t, p: (_q(s, p) - _q(t, p)).pow(2).mean()),
+        _row(m + "not_normalised", lambda s, t, p: (_q(s, p, "sum") - _q(t, p, "sum")).pow(2).mean()),
+        _row(m + "ignores_p", lambda s, t, p: (am(s, 2.0) - am(t, 2.0)).pow(2).mean()),
+        _Variant((m + "not_normalised", m + "ignores_p_in_power"), lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
     ]
 
 

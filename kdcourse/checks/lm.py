@@ -1,10 +1,10 @@
 """Checkers for lesson 09 (distilling a language model), written as tables.
 
-Each exercise is one :class:`Exercise` entry: the reference, the fixed cases, and its known
-mistakes -- an id, the message that names it and says the fix, and a function that makes it.
-:func:`check` runs the learner's function on every case; when an output is off it finds the
-mistakes whose outputs match the learner's on every case (the fewest first) and quotes them.
-``tests/test_checks_lm.py`` runs every table: the reference passes, each mistake gets its message.
+Each exercise is one :class:`~kdcourse.checks.engine.Exercise` entry: the reference, the fixed
+cases, and its known mistakes -- an id (its message, which names it and says the fix, is in
+:mod:`kdcourse.mistakes.language`) and a function that makes it. The engine runs the learner's
+function on every case; when an output is off it finds the mistakes whose outputs match the
+learner's on every case (the fewest first) and quotes them.
 
 The cases are batches of token logits ``(batch, length, vocab)`` with a padding mask whose
 sequences have *different* lengths (4, 2 and 5 real tokens of 5), so "forgot the mask",
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .. import losses
 from .engine import Exercise, at_case
 from .engine import check as _check
-from .engine import mistake as _mistake
+from .engine import row as _row
 from .logits import _call, _close, _fmt, _generic
 
 __all__ = [
@@ -74,49 +74,23 @@ def _token_mean(x, mask):
 
 
 _KD_MISTAKES = (
-    _mistake("no_mask", "it averages over every position, padding included: the padded positions add their "
-            "(meaningless) KL and dilute the real tokens. Multiply the per-token KL by the mask and divide by "
-            "mask.sum(), the number of real tokens.",
-            lambda s, t, m, T: _per_token_kl(s, t, T).mean() * T * T),
-    _mistake("masked_but_all_positions", "it zeroes the padded positions but still divides by every position "
-            "(batch x length): divide by mask.sum(), the number of real tokens.",
-            lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / m.numel() * T * T),
-    _mistake("per_sequence", "it averages per sequence first, then over sequences: a token of a short sequence "
-            "then weighs more than one of a long sequence. Average per token over the whole batch: "
-            "(kl * mask).sum() / mask.sum().",
-            lambda s, t, m, T: ((_per_token_kl(s, t, T) * m).sum(1) / m.sum(1)).mean() * T * T),
-    _mistake("per_batch", "it divides the summed KL by the number of sequences (reduction=\"batchmean\" on the "
-            "flattened tokens counts rows of the batch, not tokens): divide by mask.sum(), the number of real "
-            "tokens.",
-            lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / s.shape[0] * T * T),
-    _mistake("vocab_mean", "it averages over the vocabulary too (reduction=\"mean\" on a per-class tensor): the KL "
-            "is a sum over the vocabulary, then a mean over real tokens.",
-            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) / s.shape[-1] * T * T),
-    _mistake("no_T2", "the loss is not multiplied by T^2: at T != 1 the gradients shrink like 1/T^2. Multiply by "
-            "T ** 2, as kd_loss does.",
-            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m)),
-    _mistake("reversed", "the KL is reversed: it computes KL(student || teacher). Forward token-level KD is "
-            "KL(teacher || student): the teacher's probabilities weight the log-ratio.",
-            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T, reverse=True), m) * T * T),
-    _mistake("no_temperature", "the temperature is only used as the T^2 factor: divide both models' logits by T "
-            "inside the softmaxes too.",
-            lambda s, t, m, T: _token_mean(_per_token_kl(s, t), m) * T * T),
-    _mistake("cross_entropy", "it computes the cross-entropy -sum p_t log p_s, not the KL: the two differ by the "
-            "teacher's entropy. Subtract it, or use sum p_t (log p_t - log p_s).",
-            lambda s, t, m, T: _token_mean(-(F.softmax(t / T, -1) * F.log_softmax(s / T, -1)).sum(-1), m) * T * T),
-    _mistake("inverted_mask", "it keeps the padded positions and drops the real tokens (e.g. masked_fill(mask, 0), "
-            "which zeroes where the mask is TRUE): mask is true for real tokens, so zero where it is false: "
-            "masked_fill(~mask, 0), or multiply by the mask.",
-            lambda s, t, m, T: (_per_token_kl(s, t, T) * ~m).sum() / m.sum() * T * T),
-    _mistake("sum", "it sums the per-token KL over the real tokens without dividing by their number: divide by "
-            "mask.sum().",
-            lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() * T * T),
-    _mistake("T_not_T2", "it multiplies by T instead of T^2: the gradient of the softened KL shrinks like 1/T^2, "
-            "so the factor is T ** 2.",
-            lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) * T),
-    _mistake("wrong_dim", "its softmaxes run over the wrong dimension: the vocabulary is the LAST dimension of "
-            "(batch, length, vocab) logits: use dim=-1.",
-            lambda s, t, m, T: _token_mean((F.softmax(t / T, 1) * (F.log_softmax(t / T, 1) - F.log_softmax(s / T, 1)))
+    _row("masked_token_kd.no_mask", lambda s, t, m, T: _per_token_kl(s, t, T).mean() * T * T),
+    _row("masked_token_kd.masked_but_all_positions",
+         lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / m.numel() * T * T),
+    _row("masked_token_kd.per_sequence",
+         lambda s, t, m, T: ((_per_token_kl(s, t, T) * m).sum(1) / m.sum(1)).mean() * T * T),
+    _row("masked_token_kd.per_batch", lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / s.shape[0] * T * T),
+    _row("masked_token_kd.vocab_mean", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) / s.shape[-1] * T * T),
+    _row("masked_token_kd.no_T2", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m)),
+    _row("masked_token_kd.reversed", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T, reverse=True), m) * T * T),
+    _row("masked_token_kd.no_temperature", lambda s, t, m, T: _token_mean(_per_token_kl(s, t), m) * T * T),
+    _row("masked_token_kd.cross_entropy",
+         lambda s, t, m, T: _token_mean(-(F.softmax(t / T, -1) * F.log_softmax(s / T, -1)).sum(-1), m) * T * T),
+    _row("masked_token_kd.inverted_mask", lambda s, t, m, T: (_per_token_kl(s, t, T) * ~m).sum() / m.sum() * T * T),
+    _row("masked_token_kd.sum", lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() * T * T),
+    _row("masked_token_kd.T_not_T2", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) * T),
+    _row("masked_token_kd.wrong_dim",
+         lambda s, t, m, T: _token_mean((F.softmax(t / T, 1) * (F.log_softmax(t / T, 1) - F.log_softmax(s / T, 1)))
                                            .sum(-1), m) * T * T),
 )
 
@@ -125,36 +99,20 @@ _KD_MISTAKES = (
 # ------------------------------------------------------------------ reverse KL
 
 _REVERSE_MISTAKES = (
-    _mistake("forward", "it computes the forward KL(teacher || student): the reverse KL weights the log-ratio by "
-            "the STUDENT's probabilities: sum q_s (log q_s - log p_t).",
-            lambda s, t, m: _token_mean(_per_token_kl(s, t), m)),
-    _mistake("no_mask", "it averages over every position, padding included: multiply by the mask and divide by "
-            "mask.sum().",
-            lambda s, t, m: _per_token_kl(s, t, reverse=True).mean()),
-    _mistake("per_sequence", "it averages per sequence first: average per token over the whole batch, "
-            "(kl * mask).sum() / mask.sum().",
-            lambda s, t, m: ((_per_token_kl(s, t, reverse=True) * m).sum(1) / m.sum(1)).mean()),
-    _mistake("sign", "it returns minus the forward KL (the teacher's probabilities weight log q_s - log p_t), a "
-            "negative number: the reverse KL is sum q_s (log q_s - log p_t), weighted by the STUDENT, and is never "
-            "negative.",
-            lambda s, t, m: _token_mean((F.softmax(t, -1) * (F.log_softmax(s, -1) - F.log_softmax(t, -1))).sum(-1), m)),
-    _mistake("masked_but_all_positions", "it zeroes the padded positions but divides by every position (batch x "
-            "length): divide by mask.sum(), the number of real tokens.",
-            lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / m.numel()),
-    _mistake("per_batch", "it divides the summed KL by the number of sequences: divide by mask.sum(), the number "
-            "of real tokens.",
-            lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / s.shape[0]),
-    _mistake("sum", "it sums the per-token KL without dividing by the number of real tokens: divide by mask.sum().",
-            lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum()),
-    _mistake("vocab_mean", "it averages over the vocabulary too: the KL is a sum over the vocabulary, then a mean "
-            "over real tokens.",
-            lambda s, t, m: _token_mean(_per_token_kl(s, t, reverse=True), m) / s.shape[-1]),
-    _mistake("cross_entropy", "it computes the cross-entropy -sum q_s log p_t, not the KL: add the student's "
-            "sum q_s log q_s (the negative entropy), i.e. use sum q_s (log q_s - log p_t).",
-            lambda s, t, m: _token_mean(-(F.softmax(s, -1) * F.log_softmax(t, -1)).sum(-1), m)),
-    _mistake("student_weights_missing", "it sums the log-ratio log q_s - log p_t without weighting it by q_s: the "
-            "reverse KL is an expectation under the student, sum q_s (log q_s - log p_t).",
-            lambda s, t, m: _token_mean((F.log_softmax(s, -1) - F.log_softmax(t, -1)).sum(-1), m)),
+    _row("reverse_kl.forward", lambda s, t, m: _token_mean(_per_token_kl(s, t), m)),
+    _row("reverse_kl.no_mask", lambda s, t, m: _per_token_kl(s, t, reverse=True).mean()),
+    _row("reverse_kl.per_sequence", lambda s, t, m: ((_per_token_kl(s, t, reverse=True) * m).sum(1) / m.sum(1)).mean()),
+    _row("reverse_kl.sign",
+         lambda s, t, m: _token_mean((F.softmax(t, -1) * (F.log_softmax(s, -1) - F.log_softmax(t, -1))).sum(-1), m)),
+    _row("reverse_kl.masked_but_all_positions",
+         lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / m.numel()),
+    _row("reverse_kl.per_batch", lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / s.shape[0]),
+    _row("reverse_kl.sum", lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum()),
+    _row("reverse_kl.vocab_mean", lambda s, t, m: _token_mean(_per_token_kl(s, t, reverse=True), m) / s.shape[-1]),
+    _row("reverse_kl.cross_entropy",
+         lambda s, t, m: _token_mean(-(F.softmax(s, -1) * F.log_softmax(t, -1)).sum(-1), m)),
+    _row("reverse_kl.student_weights_missing",
+         lambda s, t, m: _token_mean((F.log_softmax(s, -1) - F.log_softmax(t, -1)).sum(-1), m)),
 )
 
 
@@ -169,24 +127,13 @@ _TOPK_CASES = ((_top_log_probs(_TEACHER, 3),), (_top_log_probs(_TEACHER_B, 5),),
                (_top_log_probs(torch.tensor([[[900.0, 890.0, 0.0, -5.0]]]), 2),))
 
 _TOPK_MISTAKES = (
-    _mistake("not_renormalized", "it returns exp(log-probabilities) as they are: they sum to less than 1 (the "
-            "teacher's tail outside its top k is missing). Divide by their sum over the last dimension.",
-            lambda lp: lp.exp()),
-    _mistake("tail_spread", "it spreads the tail mass evenly over the k tokens (adds (1 - sum) / k to each): that "
-            "changes their ratios. Renormalise instead: p / p.sum(-1, keepdim=True) keeps the ratios.",
-            lambda lp: lp.exp() + (1 - lp.exp().sum(-1, keepdim=True)) / lp.shape[-1]),
-    _mistake("tail_to_top", "it gives the whole tail mass to the top token: renormalise all k instead, "
-            "p / p.sum(-1, keepdim=True).",
-            lambda lp: lp.exp() + F.pad(1 - lp.exp().sum(-1, keepdim=True), (0, lp.shape[-1] - 1))),
-    _mistake("log_space", "it returns log-probabilities (a log_softmax): the exercise asks for probabilities. Take "
-            ".exp(), or use torch.softmax(top_log_probs, dim=-1).",
-            lambda lp: F.log_softmax(lp, -1)),
-    _mistake("wrong_dim", "it normalises over the wrong dimension: the k candidates of one token are on the LAST "
-            "dimension (dim=-1).",
-            lambda lp: F.softmax(lp, 0)),
-    _mistake("log_prob_ratio", "it divides the log-probabilities by their sum: renormalise the probabilities, "
-            "exp(lp) / exp(lp).sum(-1, keepdim=True).",
-            lambda lp: lp / lp.sum(-1, keepdim=True)),
+    _row("renormalize_top_k.not_renormalized", lambda lp: lp.exp()),
+    _row("renormalize_top_k.tail_spread", lambda lp: lp.exp() + (1 - lp.exp().sum(-1, keepdim=True)) / lp.shape[-1]),
+    _row("renormalize_top_k.tail_to_top",
+         lambda lp: lp.exp() + F.pad(1 - lp.exp().sum(-1, keepdim=True), (0, lp.shape[-1] - 1))),
+    _row("renormalize_top_k.log_space", lambda lp: F.log_softmax(lp, -1)),
+    _row("renormalize_top_k.wrong_dim", lambda lp: F.softmax(lp, 0)),
+    _row("renormalize_top_k.log_prob_ratio", lambda lp: lp / lp.sum(-1, keepdim=True)),
 )
 
 

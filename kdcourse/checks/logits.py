@@ -22,9 +22,11 @@ from .. import losses
 from . import engine
 from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
+from .engine import accepted as _accepted
 from .engine import check as _check
 from .engine import fmt as _fmt
 from .engine import generic as _generic
+from .engine import row as _row
 from .engine import tensor_like as _tensor_like
 from .engine import tensor_output as _tensor_output
 
@@ -131,43 +133,20 @@ _shaped_like_input = _tensor_like(lambda case: case[0].shape, finite=False, nump
 
 
 def _softmax_variants() -> list[_Variant]:
-    def norm_exp(z):
-        e = torch.exp(z)
-        return e / e.sum(-1, keepdim=True)
-
+    m = "softmax_with_temperature."
     return [
-        _Variant((), lambda z, T: torch.softmax(z / T, -1)),
-        _Variant(("the temperature is not applied: it returns softmax(logits), the same for every T. "
-                  "Divide the logits by T before the softmax.",),
-                 lambda z, T: torch.softmax(z, -1)),
-        _Variant(("it multiplies the logits by T instead of dividing: softmax(logits * T) gets sharper "
-                  "as T grows, the opposite of softening. Use softmax(logits / T).",),
-                 lambda z, T: torch.softmax(z * T, -1)),
-        _Variant(("it divides by T twice (softmax(logits / T**2)): divide the logits by T once.",),
-                 lambda z, T: torch.softmax(z / T ** 2, -1)),
-        _Variant(("it divides the probabilities by T after the softmax (softmax(logits) / T): the result "
-                  "no longer sums to 1. Divide the logits, before the softmax.",),
-                 lambda z, T: torch.softmax(z, -1) / T),
-        _Variant(("it returns log-probabilities (log_softmax); the exercise asks for probabilities: use "
-                  "torch.softmax (or take .exp() of the result).",),
-                 lambda z, T: torch.log_softmax(z / T, -1)),
-        _Variant(("it returns exp(logits / T) without dividing by the sum over classes: normalise so "
-                  "that each row sums to 1.",),
-                 lambda z, T: torch.exp(z / T)),
-        _Variant(("it divides by the sum of the WHOLE tensor (e.sum()), over every example and class at once, "
-                  "so the whole batch sums to 1 instead of each row. Sum over the classes only, one sum per "
-                  "example: e / e.sum(dim=-1, keepdim=True).",),
-                 lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum()),
-        _Variant(("it divides by the sum of the WHOLE tensor (e.sum()) and ignores T: divide the logits by T, "
-                  "then normalise each row, e / e.sum(dim=-1, keepdim=True).",),
-                 lambda z, T: torch.exp(z) / torch.exp(z).sum()),
-        _Variant(("it returns logits / T, the scaled logits, without the softmax.",),
-                 lambda z, T: z / T),
-        _Variant(("the softmax runs over the batch (dim=0), not over the classes: each column sums to 1 "
-                  "instead of each row. Use dim=-1 (the last dimension, the classes).",),
-                 lambda z, T: torch.softmax(z / T, 0)),
-        _Variant(("the softmax runs over the batch (dim=0) and ignores T: use softmax(logits / T, dim=-1).",),
-                 lambda z, T: torch.softmax(z, 0)),
+        _accepted(lambda z, T: torch.softmax(z / T, -1)),
+        _row(m + "no_temperature", lambda z, T: torch.softmax(z, -1)),
+        _row(m + "multiplied_by_t", lambda z, T: torch.softmax(z * T, -1)),
+        _row(m + "divided_twice", lambda z, T: torch.softmax(z / T ** 2, -1)),
+        _row(m + "divided_after", lambda z, T: torch.softmax(z, -1) / T),
+        _row(m + "log_probabilities", lambda z, T: torch.log_softmax(z / T, -1)),
+        _row(m + "not_normalised", lambda z, T: torch.exp(z / T)),
+        _row(m + "whole_tensor_sum", lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum()),
+        _row(m + "whole_tensor_sum_no_temperature", lambda z, T: torch.exp(z) / torch.exp(z).sum()),
+        _row(m + "no_softmax", lambda z, T: z / T),
+        _row(m + "over_batch", lambda z, T: torch.softmax(z / T, 0)),
+        _row(m + "over_batch_no_temperature", lambda z, T: torch.softmax(z, 0)),
     ]
 
 
@@ -247,23 +226,16 @@ def _entropy_variants() -> list[_Variant]:
     def h(p):
         return -torch.special.xlogy(p, p)
 
+    m = "entropy."
     return [
-        _Variant((), lambda p: h(p).sum(-1)),
-        _Variant(("it uses log base 2 (bits); the course measures entropy in nats: use the natural log "
-                  "(torch.log), so the uniform distribution over 10 classes has entropy log(10) = 2.303.",),
-                 lambda p: h(p).sum(-1) / math.log(2)),
-        _Variant(("the minus sign is missing: sum_i p_i log p_i is <= 0; the entropy is its negative.",),
-                 lambda p: -h(p).sum(-1)),
-        _Variant(("it averages over the classes (mean) instead of summing: H = -sum_i p_i log p_i.",),
-                 lambda p: h(p).mean(-1)),
-        _Variant(("it sums over the whole batch: return one entropy per example (sum over dim=-1).",),
-                 lambda p: h(p).sum()),
-        _Variant(("it averages over the batch: return one entropy per example (sum over dim=-1 only).",),
-                 lambda p: h(p).sum(-1).mean()),
-        _Variant(("it sums over the batch (dim=0) instead of the classes (dim=-1).",),
-                 lambda p: h(p).sum(0)),
-        _Variant(("it forgets the p_i weights: H = -sum_i p_i log p_i, not -sum_i log p_i.",),
-                 lambda p: -torch.log(p).sum(-1)),
+        _accepted(lambda p: h(p).sum(-1)),
+        _row(m + "bits", lambda p: h(p).sum(-1) / math.log(2)),
+        _row(m + "no_minus", lambda p: -h(p).sum(-1)),
+        _row(m + "mean_over_classes", lambda p: h(p).mean(-1)),
+        _row(m + "sum_over_batch", lambda p: h(p).sum()),
+        _row(m + "mean_over_batch", lambda p: h(p).sum(-1).mean()),
+        _row(m + "sum_over_dim0", lambda p: h(p).sum(0)),
+        _row(m + "no_weights", lambda p: -torch.log(p).sum(-1)),
     ]
 
 

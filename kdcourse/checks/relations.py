@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .. import losses
 from .engine import Exercise as _Exercise
 from .engine import Variant as _Variant
+from .engine import accepted as _accepted
 from .engine import check as _check
 from .engine import close as _close
 from .engine import compare_with as _compare_with
@@ -26,6 +27,7 @@ from .engine import fmt as _fmt
 from .engine import gradient_to as _gradient_to
 from .engine import randn as _randn
 from .engine import ratio as _ratio
+from .engine import row as _row
 from .engine import tensor_like as _tensor_like
 
 __all__ = [
@@ -97,41 +99,15 @@ def _rkd_distance_variant(norm: str, crit: str, red: str) -> Callable:
     return fn
 
 
-_RKD_NORM = {
-    "mean": None,
-    "none": "the distances are not normalised by their mean: divide each network's distances by its own mean "
-            "distance over the pairs i != j (psi_D = ||t_i - t_j|| / mu). Without it the loss depends on the "
-            "embeddings' scales, which differ between teacher and student.",
-    "diag": "the mean distance mu includes the zeros of the diagonal (each example's distance to itself): "
-            "take mu over the pairs i != j only, e.g. d[d > 0].mean() or with an off-diagonal mask (the Huber "
-            "loss itself is then averaged over the whole matrices).",
-    "teacher": "the student's distances are divided by the TEACHER's mean distance: normalise each network "
-               "by its own mean, so that only the relative distances are compared.",
-    "student": "the teacher's distances are divided by the STUDENT's mean distance: normalise each network "
-               "by its own mean, so that only the relative distances are compared.",
-    "squared": "it compares SQUARED distances; RKD uses the Euclidean distances ||t_i - t_j||_2 (take the "
-               "square root, e.g. torch.cdist).",
-}
-_RKD_CRIT = {
-    "huber": None,
-    "mse": "it uses the squared error; RKD uses the Huber loss (F.smooth_l1_loss), which is less sensitive "
-           "to a few pairs that disagree a lot.",
-    "l1": "it uses the absolute error; RKD uses the Huber loss (F.smooth_l1_loss).",
-}
-_RKD_RED = {
-    # The RKD authors' code (lenscloth/RKD, RkdDistance), RepDistiller (RKDLoss) and mdistiller (rkd_loss) all
-    # take F.smooth_l1_loss(d, t_d) over the full b x b matrices, mu over the positive entries (i != j);
-    # kdcourse.losses and the lesson follow them, and their weights (25 and 50) go with that average.
-    "full": None,
-    "offdiag": "it averages the Huber loss over the b(b-1) pairs i != j only, so the loss is b/(b-1) times the "
-               "reference implementations' (5/4 for a batch of 5): the RKD authors' code, RepDistiller and "
-               "mdistiller take F.smooth_l1_loss over the whole b x b matrices, the b zeros of the diagonal "
-               "included (each example's distance to itself; their weights 25 and 50 go with that average). "
-               "Pass the whole normalised matrices, F.smooth_l1_loss(d_s / mu_s, d_t / mu_t), without selecting "
-               "the pairs; the mean distance mu stays over the pairs i != j.",
-    "sum": "it sums over the pairs; average instead (the default reduction of F.smooth_l1_loss, over all b^2 "
-           "entries of the matrices), so that the loss does not grow with the batch size.",
-}
+# Each kind of slip of the RKD distance loss, by its id in kdcourse.mistakes (None: as the reference). The
+# RKD authors' code (lenscloth/RKD, RkdDistance), RepDistiller (RKDLoss) and mdistiller (rkd_loss) all take
+# F.smooth_l1_loss(d, t_d) over the full b x b matrices, mu over the positive entries (i != j); kdcourse.losses
+# and the lesson follow them, and their weights (25 and 50) go with that average.
+_D = "rkd_distance_loss."
+_RKD_NORM = {"mean": None, "none": _D + "not_normalised", "diag": _D + "mu_with_diagonal",
+             "teacher": _D + "teacher_mean", "student": _D + "student_mean", "squared": _D + "squared"}
+_RKD_CRIT = {"huber": None, "mse": _D + "mse", "l1": _D + "l1"}
+_RKD_RED = {"full": None, "offdiag": _D + "pairs_only", "sum": _D + "sum"}
 
 
 def _rkd_distance_variants() -> list[_Variant]:
@@ -200,11 +176,6 @@ def _reference_angles(e: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ijd,kjd->ijk", u, u)
 
 
-_VERTEX_NOTE = ("(Summed over all triplets the loss would not notice, since every angle appears at some "
-                "index; but psi_A(t_i, t_j, t_k) puts the vertex at the middle point, and the tensor should "
-                "mean what the paper says.)")
-
-
 def _angles_normalised_over(dim: int) -> Callable:
     def fn(e: torch.Tensor) -> torch.Tensor:
         u = F.normalize(e[:, None, :] - e[None, :, :], p=2, dim=dim)
@@ -218,18 +189,6 @@ def _angles_of_unit_points(e: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ijd,kjd->ijk", diff, diff)
 
 
-def _wrong_dim(dim: int, what: str = "the difference vectors") -> str:
-    return (f"{what} are normalised over the wrong dimension (dim={dim}): diff[i, j] = t_i - t_j "
-            "has shape (N, N, D) and each vector lies along the LAST dimension, so normalise over it, "
-            f"F.normalize(diff, dim=-1). Over dim={dim} each entry is divided by a norm taken across examples, "
-            "and the dot products are not the cosines of the angles.")
-
-
-_UNIT_POINTS = ("it normalises the embeddings (the points), then takes their differences: normalise the "
-                "difference vectors instead, e_ij = (t_i - t_j) / ||t_i - t_j|| (F.normalize(diff, dim=-1) on "
-                "diff = e[:, None, :] - e[None, :, :]).")
-
-
 def _angle_variants() -> list[_Variant]:
     def at_i(e):  # vertex i: <t_j - t_i, t_k - t_i>
         u = _unit(e[None, :, :] - e[:, None, :])  # u[i, j] = unit(t_j - t_i)
@@ -239,24 +198,17 @@ def _angle_variants() -> list[_Variant]:
         u = _unit(e[:, None, :] - e[None, :, :])  # u[i, k] = unit(t_i - t_k)
         return torch.einsum("ikd,jkd->ijk", u, u)
 
+    m = "rkd_angles."
     return [
-        _Variant((), _reference_angles),
-        _Variant(("it computes the angle at t_i, the first point; the vertex is the middle point t_j: "
-                  f"A[i, j, k] = <e_ij, e_kj> with e_ij = (t_i - t_j) / ||t_i - t_j||. {_VERTEX_NOTE}",), at_i),
-        _Variant(("it computes the angle at t_k, the last point; the vertex is the middle point t_j: "
-                  f"A[i, j, k] = <e_ij, e_kj> with e_ij = (t_i - t_j) / ||t_i - t_j||. {_VERTEX_NOTE}",), at_k),
-        _Variant(("one of the two vectors points the wrong way (the result is minus the cosine): both must "
-                  "start at the vertex t_j, e_ij = t_i - t_j and e_kj = t_k - t_j, before normalising.",),
-                 lambda e: -_reference_angles(e)),
-        _Variant(("the difference vectors are not normalised, so it returns dot products, not cosines: divide "
-                  "each t_i - t_j by its norm (F.normalize(diff, dim=-1)). Cosines do not change when the "
-                  "embedding is scaled; dot products do.",), _raw_angles),
-        _Variant(("it returns the angles themselves (acos of the cosine); RKD compares the cosines "
-                  "<e_ij, e_kj> directly.",),
-                 lambda e: torch.acos(_reference_angles(e).clamp(-1, 1))),
-        _Variant((_wrong_dim(0),), _angles_normalised_over(0)),
-        _Variant((_wrong_dim(1),), _angles_normalised_over(1)),
-        _Variant((_UNIT_POINTS,), _angles_of_unit_points),
+        _accepted(_reference_angles),
+        _row(m + "vertex_first", at_i),
+        _row(m + "vertex_last", at_k),
+        _row(m + "wrong_direction", lambda e: -_reference_angles(e)),
+        _row(m + "not_normalised", _raw_angles),
+        _row(m + "acos", lambda e: torch.acos(_reference_angles(e).clamp(-1, 1))),
+        _row(m + "normalised_over_dim0", _angles_normalised_over(0)),
+        _row(m + "normalised_over_dim1", _angles_normalised_over(1)),
+        _row(m + "unit_points", _angles_of_unit_points),
     ]
 
 
@@ -321,24 +273,18 @@ def _raw_angles(e: torch.Tensor) -> torch.Tensor:
 
 def _rkd_angle_variants() -> list[_Variant]:
     a = _reference_angles
+    m = "rkd_angle_loss."
     return [
-        _Variant((), lambda s, t: F.smooth_l1_loss(a(s), a(t))),
-        _Variant((_RKD_CRIT["mse"],), lambda s, t: F.mse_loss(a(s), a(t))),
-        _Variant((_RKD_CRIT["l1"],), lambda s, t: F.l1_loss(a(s), a(t))),
-        _Variant(("it sums over the triplets; average instead (F.smooth_l1_loss's default), so that the loss "
-                  "does not grow like N^3 with the batch size.",),
-                 lambda s, t: F.smooth_l1_loss(a(s), a(t), reduction="sum")),
-        _Variant(("the difference vectors are not normalised, so it compares dot products, not cosines, and "
-                  "the loss depends on the embeddings' scales: divide each t_i - t_j by its norm "
-                  "(F.normalize(diff, dim=-1)) in rkd_angles.",),
-                 lambda s, t: F.smooth_l1_loss(_raw_angles(s), _raw_angles(t))),
-        _Variant(("it compares each embedding's angles with themselves or with the wrong network: compare "
-                  "rkd_angles(student_embedding) with rkd_angles(teacher_embedding).",),
-                 lambda s, t: torch.zeros(())),
-        *[_Variant((_wrong_dim(d, "the difference vectors of rkd_angles"),),
-                   lambda s, t, a=_angles_normalised_over(d): F.smooth_l1_loss(a(s), a(t))) for d in (0, 1)],
-        _Variant((_UNIT_POINTS,),
-                 lambda s, t: F.smooth_l1_loss(_angles_of_unit_points(s), _angles_of_unit_points(t))),
+        _accepted(lambda s, t: F.smooth_l1_loss(a(s), a(t))),
+        _row(_RKD_CRIT["mse"], lambda s, t: F.mse_loss(a(s), a(t))),
+        _row(_RKD_CRIT["l1"], lambda s, t: F.l1_loss(a(s), a(t))),
+        _row(m + "sum", lambda s, t: F.smooth_l1_loss(a(s), a(t), reduction="sum")),
+        _row(m + "not_normalised", lambda s, t: F.smooth_l1_loss(_raw_angles(s), _raw_angles(t))),
+        _row(m + "compared_with_itself", lambda s, t: torch.zeros(())),
+        *[_row(m + f"normalised_over_dim{d}", lambda s, t, a=_angles_normalised_over(d): F.smooth_l1_loss(a(s), a(t)))
+          for d in (0, 1)],
+        _row("rkd_angles.unit_points",
+             lambda s, t: F.smooth_l1_loss(_angles_of_unit_points(s), _angles_of_unit_points(t))),
     ]
 
 
@@ -388,31 +334,17 @@ def _flatten_hint(error: Exception) -> str | None:
     return None
 
 
-_POOLED = ("it averages each feature map over its positions (global pooling) before the product, so only the "
-           "channels' means are compared; SP flattens each example's whole (C, H, W) feature into one vector, "
-           "Q = feature.flatten(1), then G = Q Q^T.")
-
-
 def _sim_variants() -> list[_Variant]:
+    m = "similarity_matrix."
     return [
-        _Variant((), lambda f: F.normalize(_gram(f), dim=1)),
-        _Variant(("the rows of G = Q Q^T are not normalised: divide each row by its L2 norm "
-                  "(F.normalize(G, dim=1)), eq. 2. Without it the matrix's scale depends on the features' "
-                  "scale, which differs between teacher and student.",), _gram),
-        _Variant(("it normalises the features before the product (a cosine-similarity matrix); SP computes "
-                  "G = Q Q^T first and then normalises each ROW of G (F.normalize(G, dim=1)).",),
-                 lambda f: _gram(F.normalize(f.flatten(1), dim=1))),
-        _Variant(("it normalises the columns (dim=0); SP normalises each row: F.normalize(G, dim=1).",),
-                 lambda f: F.normalize(_gram(f), dim=0)),
-        _Variant(("it normalises the rows with the L1 norm (their sum); SP uses the L2 norm: "
-                  "F.normalize(G, p=2, dim=1).",),
-                 lambda f: F.normalize(_gram(f), p=1, dim=1)),
-        _Variant(("it applies a softmax to the rows; SP divides each row by its L2 norm: F.normalize(G, dim=1).",),
-                 lambda f: torch.softmax(_gram(f), dim=1)),
-        _Variant(("it divides the whole matrix by one norm; SP normalises each row separately: "
-                  "F.normalize(G, dim=1).",),
-                 lambda f: _gram(f) / _gram(f).norm()),
-        _Variant((_POOLED,), lambda f: F.normalize(_gram(_pooled(f)), dim=1)),
+        _accepted(lambda f: F.normalize(_gram(f), dim=1)),
+        _row(m + "rows_not_normalised", _gram),
+        _row(m + "features_normalised", lambda f: _gram(F.normalize(f.flatten(1), dim=1))),
+        _row(m + "columns", lambda f: F.normalize(_gram(f), dim=0)),
+        _row(m + "l1_rows", lambda f: F.normalize(_gram(f), p=1, dim=1)),
+        _row(m + "softmax", lambda f: torch.softmax(_gram(f), dim=1)),
+        _row(m + "one_norm", lambda f: _gram(f) / _gram(f).norm()),
+        _row(m + "pooled", lambda f: F.normalize(_gram(_pooled(f)), dim=1)),
     ]
 
 
@@ -464,28 +396,17 @@ def _sp_variants() -> list[_Variant]:
     def raw(s, t):
         return _gram(t) - _gram(s)
 
+    m = "similarity_preserving_loss."
     return [
-        _Variant((), lambda s, t: diff(s, t).pow(2).sum() / len(s) ** 2),
-        _Variant(("the 1/b^2 is missing: divide the squared Frobenius norm by b^2 (b = batch size), so that the "
-                  "loss does not grow with the batch.",),
-                 lambda s, t: diff(s, t).pow(2).sum()),
-        _Variant(("it divides by b, not b^2 (b = batch size): L_SP = ||G_T - G_S||_F^2 / b^2.",),
-                 lambda s, t: diff(s, t).pow(2).sum() / len(s)),
-        _Variant(("it uses the Frobenius norm, not its square: L_SP = ||G_T - G_S||_F^2 / b^2.",),
-                 lambda s, t: diff(s, t).norm() / len(s) ** 2),
-        _Variant(("it uses the Frobenius norm, not its square, and the 1/b^2 is missing: "
-                  "L_SP = ||G_T - G_S||_F^2 / b^2.",),
-                 lambda s, t: diff(s, t).norm()),
-        _Variant(("it uses absolute differences; SP uses the squared Frobenius norm: "
-                  "(G_T - G_S).pow(2).sum() / b^2.",),
-                 lambda s, t: diff(s, t).abs().sum() / len(s) ** 2),
-        _Variant(("the similarity matrices are not row-normalised (use similarity_matrix, eq. 2): raw "
-                  "Q Q^T matrices have the features' scales, which differ between teacher and student.",),
-                 lambda s, t: raw(s, t).pow(2).sum() / len(s) ** 2),
-        _Variant(("the similarity matrices are not row-normalised (use similarity_matrix, eq. 2), and the "
-                  "1/b^2 is missing.",),
-                 lambda s, t: raw(s, t).pow(2).sum()),
-        _Variant((_POOLED,), lambda s, t: (g(_pooled(t)) - g(_pooled(s))).pow(2).sum() / len(s) ** 2),
+        _accepted(lambda s, t: diff(s, t).pow(2).sum() / len(s) ** 2),
+        _row(m + "no_b2", lambda s, t: diff(s, t).pow(2).sum()),
+        _row(m + "divided_by_b", lambda s, t: diff(s, t).pow(2).sum() / len(s)),
+        _row(m + "norm_not_square", lambda s, t: diff(s, t).norm() / len(s) ** 2),
+        _row(m + "norm_not_square_no_b2", lambda s, t: diff(s, t).norm()),
+        _row(m + "absolute", lambda s, t: diff(s, t).abs().sum() / len(s) ** 2),
+        _row(m + "not_row_normalised", lambda s, t: raw(s, t).pow(2).sum() / len(s) ** 2),
+        _row(m + "not_row_normalised_no_b2", lambda s, t: raw(s, t).pow(2).sum()),
+        _row("similarity_matrix.pooled", lambda s, t: (g(_pooled(t)) - g(_pooled(s))).pow(2).sum() / len(s) ** 2),
     ]
 
 

@@ -1,7 +1,7 @@
 """Checker for lesson 08c: the paired per-seed gain, ``paired_gain(method_runs, baseline_runs)``.
 
-Written as a table: the reference, the fixed cases, and the classic mistakes (an id, the message
-that names it and says the fix, and a function that makes it). A learner's answer that is off is
+Written as a table: the reference, the fixed cases, and the classic mistakes (an id, whose message
+is in :mod:`kdcourse.mistakes.studies`, and a function that makes it). A learner's answer that is off is
 compared with every mistake on every case, and the one that reproduces it is quoted.
 
     >>> check_paired_gain(paired_gain)
@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from .engine import Exercise, check
-from .engine import mistake as _mistake
+from .engine import row as _row
 
 __all__ = ["check_paired_gain", "PAIRED_GAIN_MISTAKES"]
 
@@ -32,28 +32,14 @@ def _reference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 
 PAIRED_GAIN_MISTAKES = (
-    _mistake("reversed", "the sign is reversed: it subtracts the method from the baseline. A gain is "
-            "method_runs[i] - baseline_runs[i], positive when the method is better.",
-            lambda a, b: _reference(b, a)),
-    _mistake("population_std", "the spread is the population standard deviation (np.std's default, "
-            "statistics.pstdev: divided by n). Over 3 seeds that understates it by a fifth: use the sample "
-            "standard deviation, np.std(d, ddof=1) or statistics.stdev(d).",
-            lambda a, b: (statistics.fmean(_differences(a, b)), statistics.pstdev(_differences(a, b)))),
-    _mistake("std_of_method", "the spread is that of the method's accuracies, not of the per-seed differences: "
-            "what the seeds share (an easy or hard initialisation) cancels in the differences. Take the "
-            "standard deviation of d = [a - b for a, b in zip(method_runs, baseline_runs)].",
-            lambda a, b: (statistics.fmean(_differences(a, b)), statistics.stdev(a))),
-    _mistake("unpaired", "the spread is sqrt(std(method)^2 + std(baseline)^2), that of two independent means: "
-            "the runs are paired by seed (same initial student, same batch order), so take the standard "
-            "deviation of the per-seed differences instead.",
-            lambda a, b: (statistics.fmean(_differences(a, b)),
-                          math.hypot(statistics.stdev(a), statistics.stdev(b)))),
-    _mistake("sorted", "the runs are sorted before they are subtracted, which pairs seed i of one list with "
-            "another seed of the other: subtract in seed order, zip(method_runs, baseline_runs).",
-            lambda a, b: _reference(sorted(a), sorted(b))),
-    _mistake("points", "it returns points (x 100): return fractions, in the units of the runs (0.05 for five "
-            "points); the lesson formats them as points when it prints.",
-            lambda a, b: tuple(100 * v for v in _reference(a, b))),
+    _row("paired_gain.reversed", lambda a, b: _reference(b, a)),
+    _row("paired_gain.population_std",
+         lambda a, b: (statistics.fmean(_differences(a, b)), statistics.pstdev(_differences(a, b)))),
+    _row("paired_gain.std_of_method", lambda a, b: (statistics.fmean(_differences(a, b)), statistics.stdev(a))),
+    _row("paired_gain.unpaired",
+         lambda a, b: (statistics.fmean(_differences(a, b)), math.hypot(statistics.stdev(a), statistics.stdev(b)))),
+    _row("paired_gain.sorted", lambda a, b: _reference(sorted(a), sorted(b))),
+    _row("paired_gain.points", lambda a, b: tuple(100 * v for v in _reference(a, b))),
 )
 """The mistakes the checker names, in the order it tries them."""
 

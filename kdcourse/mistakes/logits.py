@@ -1,38 +1,11 @@
-"""The classic mistakes of logit distillation, written once: what each is, how it shows, how to fix it.
-
-Every place that names a mistake reads it here: the checkers of lessons 02 and 04
-(:func:`~kdcourse.checks.check_kd_loss`, :func:`~kdcourse.checks.check_distillation_loss`,
-:func:`~kdcourse.checks.check_kd_training_step`), lesson 07's broken distillers
-(:data:`kdcourse.pitfalls.PITFALLS`) and its diagnosis exercise (:func:`~kdcourse.checks.check_diagnosis`,
-which accepts the ``aliases``).
-
-Each entry has an ``id``, a one-line ``summary`` (what is wrong), a ``fix`` (what it does, why it
-matters, what to write instead; it may name the numbers of the case at hand: ``{T2}`` the factor
-``T^2``, ``{C}`` the number of classes, ``{B}`` the batch size, ``{alpha}`` and ``{1-alpha}`` the
-weights, ``{moved}`` the teacher's buffers that moved), and ``pitfall=True`` for the seven of
-lesson 07. :func:`message` fills them in.
-
-    >>> print(message("missing_t_squared", T=4))
-    the soft term is off by a factor T^2 (= 16 at T=4): ...
-"""
+"""The mistakes of logit distillation (lessons 01-04, and lesson 07's pitfalls): the softmax with a temperature,
+the entropy, the soft term T^2 KL(p_t || p_s), its weights, the hard term and the frozen teacher."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .entry import Mistake, entries
 
-__all__ = ["Mistake", "CATALOGUE", "message", "pitfalls", "resolve"]
-
-
-@dataclass(frozen=True)
-class Mistake:
-    id: str
-    summary: str
-    fix: str
-    aliases: tuple[str, ...] = ()
-    pitfall: bool = False
-
-
-_ENTRIES = (
+ENTRIES = (
     # ---- the soft term: T^2 KL(p_t || p_s), batchmean, log_softmax on the student
     Mistake("missing_t_squared", "the soft term is not multiplied by T^2",
             "the soft term is off by a factor T^2 (= {T2}): did you forget to rescale it by T**2? Without it "
@@ -146,34 +119,68 @@ _ENTRIES = (
             aliases=("not_frozen", "unfrozen_teacher", "teacher_updated", "teacher_trained"), pitfall=True),
 )
 
-CATALOGUE: dict[str, Mistake] = {m.id: m for m in _ENTRIES}
-"""Every mistake by its id."""
+# The exercises of lesson 01, as a glossary: each id, then, indented, what a checker says of it.
+ENTRIES += entries("""
+softmax_with_temperature.no_temperature
+    the temperature is not applied: it returns softmax(logits), the same for every T. Divide the logits by T
+    before the softmax.
 
+softmax_with_temperature.multiplied_by_t
+    it multiplies the logits by T instead of dividing: softmax(logits * T) gets sharper as T grows, the opposite
+    of softening. Use softmax(logits / T).
 
-def message(mistake_id: str, *, T: float | None = None, C: int | None = None, B: int | None = None,
-            alpha: float | None = None, moved: str | None = None) -> str:
-    """The ``fix`` of a mistake with the numbers of the case at hand (a placeholder without its number
-    is written as its symbol: ``T^2``, ``C``, ``B``, ``alpha``, ``1 - alpha``)."""
-    text = CATALOGUE[mistake_id].fix
-    for key, value in (("{T2}", f"{T * T:g} at T={T:g}" if T else "T^2"), ("{C}", str(C) if C else "C"),
-                       ("{B}", str(B) if B else "B"),
-                       ("{1-alpha}", f"{1 - alpha:g}" if alpha is not None else "1 - alpha"),
-                       ("{alpha}", f"{alpha:g}" if alpha is not None else "alpha"),
-                       ("{moved}", moved or "see teacher_drift")):
-        text = text.replace(key, value)
-    return text
+softmax_with_temperature.divided_twice
+    it divides by T twice (softmax(logits / T**2)): divide the logits by T once.
 
+softmax_with_temperature.divided_after
+    it divides the probabilities by T after the softmax (softmax(logits) / T): the result no longer sums to 1.
+    Divide the logits, before the softmax.
 
-def pitfalls() -> dict[str, str]:
-    """Lesson 07's pitfalls: ``{id: summary}``, in the catalogue's order."""
-    return {m.id: m.summary for m in _ENTRIES if m.pitfall}
+softmax_with_temperature.log_probabilities
+    it returns log-probabilities (log_softmax); the exercise asks for probabilities: use torch.softmax (or take
+    .exp() of the result).
 
+softmax_with_temperature.not_normalised
+    it returns exp(logits / T) without dividing by the sum over classes: normalise so that each row sums to 1.
 
-def resolve(answer: str) -> str:
-    """A learner's spelling of a pitfall (``"no T2"``, ``"Reversed KL"``) -> its id; unknown text is
-    returned normalised (lower case, ``_`` for spaces and hyphens)."""
-    text = answer.strip().lower().replace("-", "_").replace(" ", "_")
-    for m in _ENTRIES:
-        if m.pitfall and (text == m.id or text in m.aliases):
-            return m.id
-    return text
+softmax_with_temperature.whole_tensor_sum
+    it divides by the sum of the WHOLE tensor (e.sum()), over every example and class at once, so the whole
+    batch sums to 1 instead of each row. Sum over the classes only, one sum per example: e / e.sum(dim=-1,
+    keepdim=True).
+
+softmax_with_temperature.whole_tensor_sum_no_temperature
+    it divides by the sum of the WHOLE tensor (e.sum()) and ignores T: divide the logits by T, then normalise
+    each row, e / e.sum(dim=-1, keepdim=True).
+
+softmax_with_temperature.no_softmax
+    it returns logits / T, the scaled logits, without the softmax.
+
+softmax_with_temperature.over_batch
+    the softmax runs over the batch (dim=0), not over the classes: each column sums to 1 instead of each row.
+    Use dim=-1 (the last dimension, the classes).
+
+softmax_with_temperature.over_batch_no_temperature
+    the softmax runs over the batch (dim=0) and ignores T: use softmax(logits / T, dim=-1).
+
+entropy.bits
+    it uses log base 2 (bits); the course measures entropy in nats: use the natural log (torch.log), so the
+    uniform distribution over 10 classes has entropy log(10) = 2.303.
+
+entropy.no_minus
+    the minus sign is missing: sum_i p_i log p_i is <= 0; the entropy is its negative.
+
+entropy.mean_over_classes
+    it averages over the classes (mean) instead of summing: H = -sum_i p_i log p_i.
+
+entropy.sum_over_batch
+    it sums over the whole batch: return one entropy per example (sum over dim=-1).
+
+entropy.mean_over_batch
+    it averages over the batch: return one entropy per example (sum over dim=-1 only).
+
+entropy.sum_over_dim0
+    it sums over the batch (dim=0) instead of the classes (dim=-1).
+
+entropy.no_weights
+    it forgets the p_i weights: H = -sum_i p_i log p_i, not -sum_i log p_i.
+""")

@@ -1,0 +1,60 @@
+"""The classic mistakes, written once: what each is, how it shows, how to fix it.
+
+Every place that names a mistake reads it here: every checker (:mod:`kdcourse.checks`, whose
+tables name a mistake by its id and give the function that makes it), lesson 07's broken
+distillers (:data:`kdcourse.pitfalls.PITFALLS`) and its diagnosis exercise
+(:func:`~kdcourse.checks.check_diagnosis`, which accepts the ``aliases``). One module per family:
+:mod:`.logits` (lessons 01-04 and 07), :mod:`.features` (05, 08b), :mod:`.relations` (06),
+:mod:`.studies` (08, 08c), :mod:`.language` (09).
+
+Each entry has an ``id`` (an exercise's own mistakes are ``exercise.mistake``), a one-line
+``summary`` (what is wrong; the logit mistakes, which lesson 07 lists), a ``fix`` (what it does,
+why it matters, what to write instead; it may name the numbers of the case at hand: ``{T2}`` the
+factor ``T^2``, ``{C}`` the number of classes, ``{B}`` the batch size, ``{alpha}`` and
+``{1-alpha}`` the weights, ``{moved}`` the teacher's buffers that moved), and ``pitfall=True`` for
+the seven of lesson 07. :func:`message` fills them in.
+
+    >>> print(message("missing_t_squared", T=4))
+    the soft term is off by a factor T^2 (= 16 at T=4): ...
+"""
+
+from __future__ import annotations
+
+from . import features, language, logits, relations, studies
+from .entry import Mistake
+
+__all__ = ["Mistake", "CATALOGUE", "message", "pitfalls", "resolve"]
+
+_ENTRIES = (*logits.ENTRIES, *features.ENTRIES, *relations.ENTRIES, *studies.ENTRIES, *language.ENTRIES)
+
+CATALOGUE: dict[str, Mistake] = {m.id: m for m in _ENTRIES}
+"""Every mistake by its id."""
+
+
+def message(mistake_id: str, *, T: float | None = None, C: int | None = None, B: int | None = None,
+            alpha: float | None = None, moved: str | None = None) -> str:
+    """The ``fix`` of a mistake with the numbers of the case at hand (a placeholder without its number
+    is written as its symbol: ``T^2``, ``C``, ``B``, ``alpha``, ``1 - alpha``)."""
+    text = CATALOGUE[mistake_id].fix
+    for key, value in (("{T2}", f"{T * T:g} at T={T:g}" if T else "T^2"), ("{C}", str(C) if C else "C"),
+                       ("{B}", str(B) if B else "B"),
+                       ("{1-alpha}", f"{1 - alpha:g}" if alpha is not None else "1 - alpha"),
+                       ("{alpha}", f"{alpha:g}" if alpha is not None else "alpha"),
+                       ("{moved}", moved or "see teacher_drift")):
+        text = text.replace(key, value)
+    return text
+
+
+def pitfalls() -> dict[str, str]:
+    """Lesson 07's pitfalls: ``{id: summary}``, in the catalogue's order."""
+    return {m.id: m.summary for m in _ENTRIES if m.pitfall}
+
+
+def resolve(answer: str) -> str:
+    """A learner's spelling of a pitfall (``"no T2"``, ``"Reversed KL"``) -> its id; unknown text is
+    returned normalised (lower case, ``_`` for spaces and hyphens)."""
+    text = answer.strip().lower().replace("-", "_").replace(" ", "_")
+    for m in _ENTRIES:
+        if m.pitfall and (text == m.id or text in m.aliases):
+            return m.id
+    return text
