@@ -67,13 +67,29 @@ def _redraw(output, draw: Callable[[], plt.Figure]) -> None:
         plt.close(fig)
 
 
-def _box(children, sliders: dict, label, output, view: Callable[[], dict], css: str):
+def _box(children, sliders: dict, label, output, view: Callable[[], dict], css: str, update: Callable):
+    """The widget: ``children`` in a column, ``update`` run now and whenever a slider moves; ``sliders``,
+    ``label``, ``output`` and ``view`` (the numbers shown) are kept on it for tests."""
     import ipywidgets as widgets
 
+    for slider in sliders.values():
+        slider.observe(update, names="value")
+    update()
     box = widgets.VBox(children)
     box.add_class(css)
     box.sliders, box.label, box.output, box.view = sliders, label, output, view
     return box
+
+
+def _label_and_output(css: str):
+    """The widget's text line and its plot area, with the CSS classes ``{css}-label`` and ``{css}-output``
+    the browser tests find them by."""
+    import ipywidgets as widgets
+
+    label, output = widgets.HTML(), widgets.Output()
+    label.add_class(f"{css}-label")
+    output.add_class(f"{css}-output")
+    return label, output
 
 
 def _t_slider(T_values: Sequence[float], T: float, css: str):
@@ -126,7 +142,6 @@ def temperature_explorer(logits, class_names: Sequence[str] | None = None, true_
     black ticks for comparison. Right: the entropy as T varies, a dot at the chosen T and the
     uniform distribution's ``log(C)`` as a dashed line.
     """
-    import ipywidgets as widgets
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -135,10 +150,7 @@ def temperature_explorer(logits, class_names: Sequence[str] | None = None, true_
     if len(names) != len(z):
         raise ValueError(f"{len(names)} class names for {len(z)} logits")
     slider = _t_slider(T_values, T, "kd-temperature-slider")
-    label = widgets.HTML()
-    label.add_class("kd-temperature-label")
-    output = widgets.Output()
-    output.add_class("kd-temperature-output")
+    label, output = _label_and_output("kd-temperature")
     lo, hi = min(slider.options, key=lambda o: o[1])[1], max(slider.options, key=lambda o: o[1])[1]
     T_grid = np.geomspace(lo, hi, 60)
     curve = _entropy_curve(z, T_grid)
@@ -183,9 +195,7 @@ def temperature_explorer(logits, class_names: Sequence[str] | None = None, true_
                        f"with p = {v['probs'][v['top']]:.2f}")
         _redraw(output, draw)
 
-    slider.observe(update, names="value")
-    update()
-    return _box([slider, label, output], {"T": slider}, label, output, view, "kd-temperature-explorer")
+    return _box([slider, label, output], {"T": slider}, label, output, view, "kd-temperature-explorer", update)
 
 
 # ------------------------------------------------------------------ loss parts
@@ -227,10 +237,7 @@ def loss_explorer(student_logits, teacher_logits, target: int, class_names: Sequ
                                    readout_format=".2f", continuous_update=True,
                                    layout=widgets.Layout(width="420px"))
     a_slider.add_class("kd-loss-alpha-slider")
-    label = widgets.HTML()
-    label.add_class("kd-loss-label")
-    output = widgets.Output()
-    output.add_class("kd-loss-output")
+    label, output = _label_and_output("kd-loss")
     top = max(max(loss_parts(s, t, target, Tv, a)["total"] for _, Tv in T_slider.options for a in (0.0, 1.0)),
               1e-3) * 1.15
 
@@ -268,11 +275,8 @@ def loss_explorer(student_logits, teacher_logits, target: int, class_names: Sequ
                        f"hard = {v['hard']:.4f}, total = {v['total']:.4f}")
         _redraw(output, draw)
 
-    T_slider.observe(update, names="value")
-    a_slider.observe(update, names="value")
-    update()
     return _box([a_slider, T_slider, label, output], {"alpha": a_slider, "T": T_slider}, label, output, view,
-                "kd-loss-explorer")
+                "kd-loss-explorer", update)
 
 
 # ------------------------------------------------------------------ sweep browser
@@ -365,10 +369,7 @@ def sweep_browser(histories: Mapping, metric: str = "val_acc"):
                                        description="T", layout=widgets.Layout(width="420px"))
     a_slider.add_class("kd-sweep-alpha-slider")
     T_slider.add_class("kd-sweep-T-slider")
-    label = widgets.HTML()
-    label.add_class("kd-sweep-label")
-    output = widgets.Output()
-    output.add_class("kd-sweep-output")
+    label, output = _label_and_output("kd-sweep")
     # The y-axis zooms on the second half of training, where the cells differ; early epochs may be cut.
     cells = [sweep_cell(histories, a, T, metric)["values"]
              for a in alphas for T in Ts if _lookup(histories, a, T) is not None]
@@ -450,11 +451,8 @@ def sweep_browser(histories: Mapping, metric: str = "val_acc"):
         label.value = text
         _redraw(output, draw)
 
-    a_slider.observe(update, names="value")
-    T_slider.observe(update, names="value")
-    update()
     return _box([a_slider, T_slider, label, output], {"alpha": a_slider, "T": T_slider}, label, output, view,
-                "kd-sweep-browser")
+                "kd-sweep-browser", update)
 
 
 # ------------------------------------------------------------------ sampling temperature (lesson 09)
@@ -497,10 +495,7 @@ def sampling_browser(table: Mapping, start: float = 1.0):
                                      description="sampling T", style={"description_width": "initial"},
                                      layout=widgets.Layout(width="420px"))
     slider.add_class("kd-sampling-slider")
-    label = widgets.HTML()
-    label.add_class("kd-sampling-label")
-    output = widgets.Output()
-    output.add_class("kd-sampling-output")
+    label, output = _label_and_output("kd-sampling")
     sample = widgets.HTML()
     sample.add_class("kd-sampling-text")
     rows = [sampling_view(table, t) for t in temps]
@@ -531,6 +526,5 @@ def sampling_browser(table: Mapping, start: float = 1.0):
         sample.value = "<pre style='white-space: pre-wrap'>" + html.escape(v["text"]) + "</pre>"
         _redraw(output, draw)
 
-    slider.observe(update, names="value")
-    update()
-    return _box([slider, label, output, sample], {"temperature": slider}, label, output, view, "kd-sampling-browser")
+    return _box([slider, label, output, sample], {"temperature": slider}, label, output, view, "kd-sampling-browser",
+                update)

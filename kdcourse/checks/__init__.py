@@ -31,41 +31,18 @@ step, the regressor, the hint term and lesson 07's diagnosis are written by hand
 # A skipped exercise does not stop its lesson: each checker, given the untouched stub, puts the
 # package's reference in its place and says so (kdcourse/checks/fallback.py). Lesson 07's
 # diagnoses are answers, not functions, and its lesson runs past them without a fallback.
-from .. import losses as _losses  # noqa: E402
 from .. import methods as _methods  # noqa: E402
 from .. import models as _models  # noqa: E402
 from . import fallback as _fallback  # noqa: E402
-from . import lm as _lm  # noqa: E402
-from . import logits as _logits  # noqa: E402
-from . import relations as _relations  # noqa: E402
-from . import statistics as _statistics  # noqa: E402
 
-_REFERENCES = {  # checker -> (the reference a skipped exercise is replaced by, its name as printed)
-    "check_softmax_with_temperature": (_losses.softmax_with_temperature, "kdcourse.losses.softmax_with_temperature"),
-    "check_entropy": (_logits._reference_entropy, "the entropy -sum p log p of kdcourse.checks"),
-    "check_kd_loss": (_losses.kd_loss, "kdcourse.losses.kd_loss"),
-    "check_distillation_loss": (_losses.distillation_loss, "kdcourse.losses.distillation_loss"),
+_REFERENCES = {  # the hand-written checkers -> (the reference a skipped exercise is replaced by, its name as printed)
     "check_count_parameters": (_models.count_parameters, "kdcourse.models.count_parameters"),
     "check_accuracy": (_fallback.reference_accuracy, "kdcourse.checks.fallback.reference_accuracy"),
     "check_kd_training_step": (_fallback.reference_kd_training_step,
                                "kdcourse.checks.fallback.reference_kd_training_step"),
     "check_make_regressor": (_methods.make_regressor, "kdcourse.methods.make_regressor"),
-    "check_hint_loss": (_losses.hint_loss, "kdcourse.losses.hint_loss"),
     "check_hint_term": (_methods.hint_term, "kdcourse.methods.hint_term"),
-    "check_attention_map": (_losses.attention_map, "kdcourse.losses.attention_map"),
-    "check_attention_transfer_loss": (_losses.attention_transfer_loss, "kdcourse.losses.attention_transfer_loss"),
-    "check_rkd_distance_loss": (_losses.rkd_distance_loss, "kdcourse.losses.rkd_distance_loss"),
-    "check_rkd_angles": (_relations._reference_angles, "the RKD angles of kdcourse.checks"),
-    "check_rkd_angle_loss": (_losses.rkd_angle_loss, "kdcourse.losses.rkd_angle_loss"),
-    "check_similarity_matrix": (_losses.similarity_matrix, "kdcourse.losses.similarity_matrix"),
-    "check_similarity_preserving_loss": (_losses.similarity_preserving_loss,
-                                         "kdcourse.losses.similarity_preserving_loss"),
-    "check_labeled_cross_entropy": (_methods.labeled_cross_entropy, "kdcourse.methods.labeled_cross_entropy"),
-    "check_paired_attention_loss": (_methods.paired_attention_loss, "kdcourse.methods.paired_attention_loss"),
-    "check_paired_gain": (_statistics._reference, "the paired gain of kdcourse.checks.statistics"),
-    "check_masked_token_kd": (_lm.MASKED_TOKEN_KD.reference, "kdcourse.losses.token_kd_loss"),
-    "check_reverse_kl": (_lm.REVERSE_KL.reference, "kdcourse.losses.token_kd_loss(divergence='reverse')"),
-    "check_renormalize_top_k": (_lm.RENORMALIZE_TOP_K.reference, "a softmax over the top-k log-probabilities"),
+    **{f"check_{name}": (e.reference, e.reference_name) for name, e in EXERCISES.items()},  # the tables
 }
 for _name, (_reference, _shown) in _REFERENCES.items():
     globals()[_name] = _fallback.with_fallback(globals()[_name], _reference, _shown)

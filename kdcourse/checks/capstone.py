@@ -127,6 +127,7 @@ PAIRED_ATTENTION_LOSS = _Exercise(
         "difference, and add up the pairs' losses."),
     output=lambda name, shown, out, case: _scalar_output(name, shown, out, 4),
     on_match=_reaches_layer1, collect_errors=True, error_hint=lambda error, case: _error_hint(error, *case),
+    reference_name='kdcourse.methods.paired_attention_loss',
 )
 
 
@@ -210,6 +211,7 @@ LABELED_CROSS_ENTROPY = _Exercise(
         "explains this: keep the rows with y != -1, take F.cross_entropy on them (a mean), and return 0 when "
         "there are none."),
     output=_ce_output, on_match=_ce_reaches_logits, collect_errors=True, error_hint=_ce_error_hint,
+    reference_name='kdcourse.methods.labeled_cross_entropy',
 )
 
 

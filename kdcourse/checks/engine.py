@@ -315,7 +315,8 @@ class Exercise:
     ``numbers(case)`` fills catalogue messages; ``quote(exercise, got, expected, case)`` is added after a
     named mistake (:func:`at_case`); ``quoted(outputs, expected)`` picks the case to quote; ``diagnose_on`` limits the diagnosis
     to the first cases; ``before_diagnosis(name, outputs, expected)`` may name a mistake first;
-    ``afterword(name, fn)`` is added to any wrong-value message.
+    ``afterword(name, fn)`` is added to any wrong-value message; ``reference_name`` is how the lesson
+    names the reference when it stands in for a skipped exercise.
     """
 
     name: str
@@ -339,6 +340,8 @@ class Exercise:
     before_diagnosis: Callable | None = None
     afterword: Callable[[str, Callable], str] | None = None
     in_place: str = IN_PLACE_FEATURES
+    reference_name: str = ""
+    """How the reference is named when it stands in for a skipped exercise (:mod:`.fallback`)."""
 
     @property
     def mistakes(self) -> list[Variant]:

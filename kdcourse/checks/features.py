@@ -254,6 +254,7 @@ HINT_LOSS = _Exercise(
         f"expected {_fmt(e)}. No classic mistake explains this; compare your code with "
         "F.mse_loss(regressor(student_feature), teacher_feature)."),
     on_match=_hint_gradients, collect_errors=True, error_hint=_hint_error,
+    reference_name='kdcourse.losses.hint_loss',
 )
 
 
@@ -412,6 +413,7 @@ ATTENTION_MAP = _Exercise(
     success="matches the reference on {n} test cases (p = 1, 2, 3; 2 to 5 channels).",
     fallback=_first_row_fallback("compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."),
     output=_tensor_like(lambda c: (len(c[0]), c[0].shape[2] * c[0].shape[3]), _attention_map_hints),
+    reference_name='kdcourse.losses.attention_map',
 )
 
 
@@ -470,6 +472,7 @@ ATTENTION_TRANSFER_LOSS = _Exercise(
         f"Teacher and student have different channel counts ({c[0].shape[1]} vs {c[1].shape[1]}): "
         "compare their attention MAPS, attention_map(student_feature, p) and "
         "attention_map(teacher_feature, p), which have one value per position whatever the width."),
+    reference_name='kdcourse.losses.attention_transfer_loss',
 )
 
 

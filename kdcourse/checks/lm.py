@@ -224,6 +224,7 @@ MASKED_TOKEN_KD = Exercise(
     show=_show_kd, variants=lambda: list(_KD_MISTAKES), success=_LOSS_SUCCESS,
     fallback=_loss_fallback("T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens"),
     output=_output(_token_kd, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+    reference_name='kdcourse.losses.token_kd_loss',
 )
 
 REVERSE_KL = Exercise(
@@ -233,6 +234,7 @@ REVERSE_KL = Exercise(
     fallback=_loss_fallback("sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number "
                             "of real tokens"),
     output=_output(_reverse_kl, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+    reference_name="kdcourse.losses.token_kd_loss(divergence='reverse')",
 )
 
 RENORMALIZE_TOP_K = Exercise(
@@ -240,6 +242,7 @@ RENORMALIZE_TOP_K = Exercise(
     show=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
     variants=lambda: list(_TOPK_MISTAKES), success="matches the reference on {n} cases.",
     fallback=_rows_fallback, output=_output(_renormalized, _NAN_HINT, scalar=False), quote=at_case,
+    reference_name='a softmax over the top-k log-probabilities',
 )
 
 EXERCISES = {e.name: e for e in (MASKED_TOKEN_KD, REVERSE_KL, RENORMALIZE_TOP_K)}

@@ -196,6 +196,7 @@ SOFTMAX_WITH_TEMPERATURE = _Exercise(
     success=f"matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
             "(T = 0.5 to 10, batches and a single vector, large logits).",
     fallback=_softmax_fallback, output=_shaped_like_input, on_match=_softmax_edges, in_place=_IN_PLACE,
+    reference_name='kdcourse.losses.softmax_with_temperature',
 )
 
 
@@ -263,6 +264,7 @@ ENTROPY = _Exercise(
         "row). No classic mistake explains this; compare your code with H(p) = -sum_i p_i log p_i over the last "
         "dimension."),
     output=_entropy_output, in_place=_IN_PLACE, diagnose_on=2, before_diagnosis=_entropy_of_zeros,
+    reference_name='the entropy -sum p log p of kdcourse.checks',
 )
 
 
@@ -382,6 +384,7 @@ KD_LOSS = _Exercise(
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
     numbers=lambda c: {"T": c[2], "B": c[0].shape[0], "C": c[0].shape[1]}, quote=engine.at_case,
     quoted=_near_usual_temperature(_KD_INPUTS),
+    reference_name='kdcourse.losses.kd_loss',
 )
 
 
@@ -463,6 +466,7 @@ DISTILLATION_LOSS = _Exercise(
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
     numbers=lambda c: {"T": c[3], "B": c[0].shape[0], "C": c[0].shape[1], "alpha": c[4]}, quote=engine.at_case,
     quoted=_near_usual_temperature(_DISTILL_INPUTS),
+    reference_name='kdcourse.losses.distillation_loss',
 )
 
 

@@ -142,6 +142,7 @@ RKD_DISTANCE_LOSS = _Exercise(
                            "each mu the mean distance over the pairs i != j."),
     on_match=_gradient_to("the student's embedding"),
     afterword=_scale_note("Normalise each network's distances by their mean."),
+    reference_name='kdcourse.losses.rkd_distance_loss',
 )
 
 
@@ -245,12 +246,13 @@ def _angles_fallback(exercise, name, out, e, case) -> str:
 
 
 RKD_ANGLES = _Exercise(
-    "rkd_angles", _masked(lambda e: _reference_angles(e)), _ANGLE_INPUTS,
+    "rkd_angles", _reference_angles, _ANGLE_INPUTS,
     show=lambda c: f"embedding of shape {tuple(c[0].shape)}",
     variants=lambda: [_Variant(v.mistakes, _masked(v.fn), v.id) for v in _angle_variants()],
     success="matches the reference on {n} test cases (the vertex is the middle point).",
     fallback=_angles_fallback, output=_angles_output,
     quoted=lambda outputs, expected: 0,
+    reference_name='the RKD angles of kdcourse.checks',
 )
 
 
@@ -295,6 +297,7 @@ RKD_ANGLE_LOSS = _Exercise(
                            "of rkd_angles passed, call that function here."),
     on_match=_gradient_to("the student's embedding"),
     afterword=_scale_note("Angles between unit vectors do not depend on scale: normalise the difference vectors."),
+    reference_name='kdcourse.losses.rkd_angle_loss',
 )
 
 
@@ -368,6 +371,7 @@ SIMILARITY_MATRIX = _Exercise(
     fallback=_first_row_fallback("compare with G = Q Q^T, then each row divided by its L2 norm."),
     output=_tensor_like(lambda c: (len(c[0]), len(c[0])), _sim_hints),
     call_error=lambda c: _FLATTEN if c[0].dim() > 2 else None,
+    reference_name='kdcourse.losses.similarity_matrix',
 )
 
 
@@ -424,6 +428,7 @@ SIMILARITY_PRESERVING_LOSS = _Exercise(
     success="matches the reference on {n} test cases (batches of 3 to 6, flat and 4-D features).",
     fallback=_sp_fallback, on_match=_gradient_to("the student's features"),
     call_hint=lambda case: _flatten_hint if max(case[0].dim(), case[1].dim()) > 2 else None,
+    reference_name='kdcourse.losses.similarity_preserving_loss',
 )
 
 

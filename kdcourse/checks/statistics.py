@@ -88,6 +88,7 @@ PAIRED_GAIN = Exercise(
     success="matches the reference on {n} cases (2 to 5 seeds): the mean of the per-seed differences and their "
             "sample standard deviation.",
     fallback=_fallback, output=_as_pair, same=_close, quote=_numbers, in_place="",
+    reference_name='the paired gain of kdcourse.checks.statistics',
 )
 
 
