@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -258,7 +259,60 @@ _SETUP_BUGS = {"teacher_train_mode": teacher_train_mode_setup, "teacher_not_froz
 #: (:func:`kdcourse.checks.check_diagnosis`). Diagnose them from their symptoms before reading
 #: :data:`_MYSTERY_BUGS`.
 MYSTERIES = ("mystery_a", "mystery_b")
-_MYSTERY_BUGS = {"mystery_a": "mean_reduction", "mystery_b": "teacher_train_mode"}
+
+
+@dataclass(frozen=True)
+class _Diagnosis:
+    """A mystery's pitfall, ``why`` its symptoms show it (said when the diagnosis is right), and for a wrong
+    answer the ``hints`` for likely confusions (by the pitfall named) or the general ``hint``."""
+
+    bug: str
+    why: str
+    hint: str
+    hints: dict[str, str]
+
+
+_DIAGNOSES = {
+    "mystery_a": _Diagnosis(
+        "mean_reduction",
+        why=("its soft term is exactly 1/10 of the correct one from the very first step, and 10 is the number of "
+             "classes, not T^2 = 16: F.kl_div(..., reduction='mean') averages over the 10 classes as well as over"
+             " the batch. The teacher never moved. Accuracy barely suffers here because Adam rescales gradients, "
+             "so only the soft/hard balance changed (0.09 : 0.1 instead of 0.9 : 0.1); on CIFAR-100 the factor "
+             "would be 100."),
+        hint=("Compare its first-step soft term with the correct distiller's on the same batch: by what exact "
+              "factor do they differ, and did the teacher move?"),
+        hints={
+            "missing_t_squared": (
+                "Close: the soft term is too small by a constant factor from the first step. But is that factor T^2 ="
+                " 16? Compare the two 'kd' values in the table. What else in this problem equals 10?"),
+            "teacher_train_mode": (
+                "A teacher in train mode moves its BatchNorm statistics; look at the teacher columns for mystery_a: "
+                "did anything about the teacher change?"),
+            "swapped_alpha": (
+                "A swapped alpha changes the weights, not the values: the weights of mystery_a are 0.1 and 0.9 as "
+                "they should be. Look at the unweighted soft-term value instead."),
+        },
+    ),
+    "mystery_b": _Diagnosis(
+        "teacher_train_mode",
+        why=("the teacher's weights did not move but its BatchNorm running statistics did, and its soft term at "
+             "the first step differs from the correct one although the loss code is right: the teacher ran in "
+             "train mode (batch statistics, dropout on). Accuracy hardly changed, which is what makes this bug "
+             "dangerous: only the symptoms give it away."),
+        hint=("Look at the teacher: which of its numbers changed during the student's training, and which stayed "
+              "put? What changes a module's buffers but not its weights?"),
+        hints={
+            "teacher_not_frozen": (
+                "Close: the teacher did change. But which part of it: its weights, or only its BatchNorm running "
+                "statistics? Only one of the two can be changed without gradients."),
+            "reversed_kl": (
+                "A reversed KL changes the soft term's value, but would it change the teacher's BatchNorm statistics?"
+                " Look at the teacher columns."),
+        },
+    ),
+}
+_MYSTERY_BUGS = {mystery: d.bug for mystery, d in _DIAGNOSES.items()}
 
 
 def _check_name(pitfall: str | None) -> str:
