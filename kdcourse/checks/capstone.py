@@ -119,7 +119,7 @@ def _reaches_layer1(exercise, name: str, fn: Callable) -> None:
 
 PAIRED_ATTENTION_LOSS = _Exercise(
     "paired_attention_loss", _reference, _CASES, show=_show, variants=_variants,
-    success="matches the reference on {n} test cases (two pairs and one, layers of different names), and the "
+    success="{name} matches the reference on {n} test cases (two pairs and one, layers of different names), and the "
             "gradient reaches the student's features.",
     fallback=lambda exercise, name, out, e, case: (
         f"{name}({_show(case)}) returned {_fmt(out)}, expected {_fmt(e)}. No classic mistake explains this; for each "
@@ -205,7 +205,7 @@ def _ce_reaches_logits(exercise, name: str, fn: Callable) -> None:
 LABELED_CROSS_ENTROPY = _Exercise(
     "labeled_cross_entropy", _labeled_ce_reference, list(zip(_CE_LOGITS, _CE_LABELS)), show=_ce_show,
     variants=_ce_variants,
-    success=f"matches the reference on {{n}} batches ({', '.join(_CE_WHAT)}), and the gradient reaches the logits.",
+    success=f"{{name}} matches the reference on {{n}} batches ({', '.join(_CE_WHAT)}), and the gradient reaches the logits.",
     fallback=lambda exercise, name, out, e, case: (
         f"{name} on a batch with {_ce_show(case)} returned {_fmt(out)}, expected {_fmt(e)}. No classic mistake "
         "explains this: keep the rows with y != -1, take F.cross_entropy on them (a mean), and return 0 when "

@@ -305,8 +305,8 @@ class Exercise:
     """An exercise as data: ``fn(*case)`` is checked on ``cases`` against ``reference``, and a wrong
     answer is matched against ``variants()``, its known mistakes.
 
-    ``show(case)`` says what a case is in a message; ``success`` ends the ✓ line (``{n}``: the number of
-    cases); ``output(name, shown, out, case)`` checks what came back (a loss by default) and may refuse
+    ``show(case)`` says what a case is in a message; ``success`` is the ✓ line (``{name}``: the learner's
+    function, ``{n}``: the number of cases); ``output(name, shown, out, case)`` checks what came back (a loss by default) and may refuse
     it with a message; ``on_match(exercise, name, fn)`` runs once every value is right (a gradient
     check); ``fallback(exercise, name, got, expected, case)`` is the message when no mistake explains a
     wrong value. The rest say what a table cannot: ``call_hint(case)`` and ``call_error(case)`` add to
@@ -382,9 +382,10 @@ def check(exercise: Exercise, fn: Callable) -> None:
     if not wrong:
         if exercise.on_match is not None:
             exercise.on_match(exercise, name, fn)
-        print(f"✓ {name} {exercise.success.format(n=len(exercise.cases))}")
+        print(f"✓ {exercise.success.format(name=name, n=len(exercise.cases))}")
         return
-    i = exercise.quoted(outputs, expected) if exercise.quoted else wrong[0]
+    i = exercise.quoted(outputs, expected) if exercise.quoted else next(
+        (j for j in wrong if outputs[j] is not None), wrong[0])
     message = exercise.before_diagnosis(name, outputs, expected) if exercise.before_diagnosis else None
     if message is None:
         upto = exercise.diagnose_on or len(outputs)

@@ -247,7 +247,7 @@ HINT_LOSS = _Exercise(
     "hint_loss", losses.hint_loss, _HINT_INPUTS,
     show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, regressor {c[2]}",
     variants=_hint_variants,
-    success="matches the reference on {n} test cases, and the gradient reaches both the student's features and "
+    success="{name} matches the reference on {n} test cases, and the gradient reaches both the student's features and "
             "the regressor.",
     fallback=lambda exercise, name, out, e, case: (
         f"{name}(student {tuple(case[0].shape)}, teacher {tuple(case[1].shape)}) returned {_fmt(out)}, "
@@ -410,7 +410,7 @@ def _attention_map_hints(case: tuple, out) -> dict:
 ATTENTION_MAP = _Exercise(
     "attention_map", losses.attention_map, _AT_MAP_INPUTS,
     show=lambda c: f"feature of shape {tuple(c[0].shape)}, p={c[1]:g}", variants=_attention_variants,
-    success="matches the reference on {n} test cases (p = 1, 2, 3; 2 to 5 channels).",
+    success="{name} matches the reference on {n} test cases (p = 1, 2, 3; 2 to 5 channels).",
     fallback=_first_row_fallback("compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."),
     output=_tensor_like(lambda c: (len(c[0]), c[0].shape[2] * c[0].shape[3]), _attention_map_hints),
     reference_name='kdcourse.losses.attention_map',
@@ -466,7 +466,7 @@ def _at_loss_fallback(exercise, name, out, e, case) -> str:
 ATTENTION_TRANSFER_LOSS = _Exercise(
     "attention_transfer_loss", losses.attention_transfer_loss, _AT_LOSS_INPUTS,
     show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, p={c[2]:g}",
-    variants=_at_loss_variants, success="matches the reference on {n} test cases (different widths, p = 1 and 2).",
+    variants=_at_loss_variants, success="{name} matches the reference on {n} test cases (different widths, p = 1 and 2).",
     fallback=_at_loss_fallback, on_match=_gradient_to("the student's features"),
     call_error=lambda c: (
         f"Teacher and student have different channel counts ({c[0].shape[1]} vs {c[1].shape[1]}): "

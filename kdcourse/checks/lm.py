@@ -215,7 +215,7 @@ def _renormalized(lp):
     return torch.softmax(lp, dim=-1)
 
 
-_LOSS_SUCCESS = "matches the reference on {n} cases, and its gradient reaches the real tokens only, as the reference's does."
+_LOSS_SUCCESS = "{name} matches the reference on {n} cases, and its gradient reaches the real tokens only, as the reference's does."
 
 MASKED_TOKEN_KD = Exercise(
     "masked_token_kd", _token_kd,
@@ -240,7 +240,7 @@ REVERSE_KL = Exercise(
 RENORMALIZE_TOP_K = Exercise(
     "renormalize_top_k", _renormalized, _TOPK_CASES,
     show=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
-    variants=lambda: list(_TOPK_MISTAKES), success="matches the reference on {n} cases.",
+    variants=lambda: list(_TOPK_MISTAKES), success="{name} matches the reference on {n} cases.",
     fallback=_rows_fallback, output=_output(_renormalized, _NAN_HINT, scalar=False), quote=at_case,
     reference_name='a softmax over the top-k log-probabilities',
 )

@@ -193,7 +193,7 @@ def _softmax_edges(exercise, name: str, fn: Callable) -> None:
 SOFTMAX_WITH_TEMPERATURE = _Exercise(
     "softmax_with_temperature", losses.softmax_with_temperature, _SOFTMAX_INPUTS,
     show=lambda c: f"logits of shape {tuple(c[0].shape)}, T={c[1]:g}", variants=_softmax_variants,
-    success=f"matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
+    success=f"{{name}} matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
             "(T = 0.5 to 10, batches and a single vector, large logits).",
     fallback=_softmax_fallback, output=_shaped_like_input, on_match=_softmax_edges, in_place=_IN_PLACE,
     reference_name='kdcourse.losses.softmax_with_temperature',
@@ -258,7 +258,7 @@ def _entropy_of_zeros(name: str, outputs: list, expected: list) -> str | None:
 ENTROPY = _Exercise(
     "entropy", _reference_entropy, _ENTROPY_INPUTS, show=lambda c: f"probs of shape {tuple(c[0].shape)}",
     variants=_entropy_variants,
-    success="matches the reference on {n} test cases (including probabilities that are exactly 0).",
+    success="{name} matches the reference on {n} test cases (including probabilities that are exactly 0).",
     fallback=lambda exercise, name, out, e, case: (
         f"{name}(probs of shape {tuple(case[0].shape)}) returned {_fmt(out)}, expected {_fmt(e)} (one value per "
         "row). No classic mistake explains this; compare your code with H(p) = -sum_i p_i log p_i over the last "
@@ -377,7 +377,7 @@ def _reaches_the_student(exercise, name: str, fn: Callable) -> None:
 KD_LOSS = _Exercise(
     "kd_loss", losses.kd_loss, _KD_INPUTS,
     show=lambda c: f"student and teacher logits of shape {tuple(c[0].shape)}, T={c[2]:g}", variants=_kd_variants,
-    success="matches the reference on {n} test cases (T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes "
+    success="{name} matches the reference on {n} test cases (T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes "
             "gradients to the student.",
     fallback=lambda exercise, name, out, e, case: _generic(
         name, f"logits of shape {tuple(case[0].shape)}, T={case[2]:g}", e, out),
@@ -460,7 +460,7 @@ def _distill_variants() -> list[_Variant]:
 DISTILLATION_LOSS = _Exercise(
     "distillation_loss", losses.distillation_loss, _DISTILL_INPUTS,
     show=lambda c: f"logits of shape {tuple(c[0].shape)}, T={c[3]:g}, alpha={c[4]:g}", variants=_distill_variants,
-    success="matches the reference on {n} test cases (alpha = 0 to 1, T = 1 to 10, two batches) and passes "
+    success="{name} matches the reference on {n} test cases (alpha = 0 to 1, T = 1 to 10, two batches) and passes "
             "gradients to the student.",
     fallback=lambda exercise, name, out, e, case: _generic(name, exercise.show(case), e, out),
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,

@@ -136,7 +136,7 @@ def _scale_note(what: str) -> Callable:
 
 RKD_DISTANCE_LOSS = _Exercise(
     "rkd_distance_loss", losses.rkd_distance_loss, _RKD_INPUTS, _pair_shown, _rkd_distance_variants,
-    success="matches the reference on {n} test cases (different widths and scales, a teacher with an outlier), "
+    success="{name} matches the reference on {n} test cases (different widths and scales, a teacher with an outlier), "
             "and its gradient is finite.",
     fallback=_compare_with("compare with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, "
                            "each mu the mean distance over the pairs i != j."),
@@ -249,7 +249,7 @@ RKD_ANGLES = _Exercise(
     "rkd_angles", _reference_angles, _ANGLE_INPUTS,
     show=lambda c: f"embedding of shape {tuple(c[0].shape)}",
     variants=lambda: [_Variant(v.mistakes, _masked(v.fn), v.id) for v in _angle_variants()],
-    success="matches the reference on {n} test cases (the vertex is the middle point).",
+    success="{name} matches the reference on {n} test cases (the vertex is the middle point).",
     fallback=_angles_fallback, output=_angles_output,
     quoted=lambda outputs, expected: 0,
     reference_name='the RKD angles of kdcourse.checks',
@@ -292,7 +292,7 @@ def _rkd_angle_variants() -> list[_Variant]:
 
 RKD_ANGLE_LOSS = _Exercise(
     "rkd_angle_loss", losses.rkd_angle_loss, _RKD_INPUTS, _pair_shown, _rkd_angle_variants,
-    success="matches the reference on {n} test cases, and its gradient is finite.",
+    success="{name} matches the reference on {n} test cases, and its gradient is finite.",
     fallback=_compare_with("compare with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check "
                            "of rkd_angles passed, call that function here."),
     on_match=_gradient_to("the student's embedding"),
@@ -367,7 +367,7 @@ def _sim_hints(case: tuple, out) -> dict:
 SIMILARITY_MATRIX = _Exercise(
     "similarity_matrix", losses.similarity_matrix, _SIM_INPUTS,
     show=lambda c: f"feature of shape {tuple(c[0].shape)}", variants=_sim_variants,
-    success="matches the reference on {n} test cases (flat and 4-D features).",
+    success="{name} matches the reference on {n} test cases (flat and 4-D features).",
     fallback=_first_row_fallback("compare with G = Q Q^T, then each row divided by its L2 norm."),
     output=_tensor_like(lambda c: (len(c[0]), len(c[0])), _sim_hints),
     call_error=lambda c: _FLATTEN if c[0].dim() > 2 else None,
@@ -425,7 +425,7 @@ def _sp_fallback(exercise, name, out, e, case) -> str:
 
 SIMILARITY_PRESERVING_LOSS = _Exercise(
     "similarity_preserving_loss", losses.similarity_preserving_loss, _SP_INPUTS, _pair_shown, _sp_variants,
-    success="matches the reference on {n} test cases (batches of 3 to 6, flat and 4-D features).",
+    success="{name} matches the reference on {n} test cases (batches of 3 to 6, flat and 4-D features).",
     fallback=_sp_fallback, on_match=_gradient_to("the student's features"),
     call_hint=lambda case: _flatten_hint if max(case[0].dim(), case[1].dim()) > 2 else None,
     reference_name='kdcourse.losses.similarity_preserving_loss',

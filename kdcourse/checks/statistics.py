@@ -85,7 +85,7 @@ def _fallback(exercise, name, out, want, case) -> str:
 PAIRED_GAIN = Exercise(
     "paired_gain", _reference, _CASES, show=lambda case: f"{len(case[0])} seeds",
     variants=lambda: list(PAIRED_GAIN_MISTAKES),
-    success="matches the reference on {n} cases (2 to 5 seeds): the mean of the per-seed differences and their "
+    success="{name} matches the reference on {n} cases (2 to 5 seeds): the mean of the per-seed differences and their "
             "sample standard deviation.",
     fallback=_fallback, output=_as_pair, same=_close, quote=_numbers, in_place="",
     reference_name='the paired gain of kdcourse.checks.statistics',

@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import mistakes as catalogue
 from . import engine
+from . import fallback as _fallback
 
 __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 
@@ -67,6 +68,52 @@ def _reference_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    _NET = _TinyConvNet()
+_COUNT_CASES = ((_NET,), (copy.deepcopy(_NET).requires_grad_(False),))  # 40 + 8 + 216 + 35 = 299 parameters
+
+
+def _an_int(name: str, shown: str, out, case: tuple):
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if isinstance(out, torch.Tensor):
+        _fail(f"{name} returned a tensor; return a Python int (e.g. int(...) or sum of p.numel()).")
+    if not isinstance(out, int):
+        _fail(f"{name} should return an int, got {type(out).__name__} ({out!r}).")
+    return out
+
+
+def _count_variants() -> list[engine.Variant]:
+    m = "count_parameters."
+    return [
+        engine.accepted(_reference_count),
+        engine.row(m + "tensors", lambda net: len(list(net.parameters()))),
+        engine.row(m + "with_buffers", lambda net: _reference_count(net) + sum(b.numel() for b in net.buffers())),
+        engine.row(m + "weights_only",
+                   lambda net: sum(p.numel() for k, p in net.named_parameters() if k.endswith("weight"))),
+        engine.row(m + "no_batchnorm",
+                   lambda net: sum(p.numel() for k, p in net.named_parameters() if not k.startswith("bn"))),
+        engine.row(m + "trainable_only", lambda net: sum(p.numel() for p in net.parameters() if p.requires_grad)),
+    ]
+
+
+def _numbers(exercise, out, expected, case) -> str:
+    return f"\n  (on {exercise.show(case)}: got {out!r}, expected {expected!r})"
+
+
+COUNT_PARAMETERS = engine.Exercise(
+    "count_parameters", _reference_count, _COUNT_CASES,
+    show=lambda case: "a test network" if case[0] is _NET else "a frozen copy of the test network",
+    variants=_count_variants, success=f"The test network has {_reference_count(_NET)} parameters.",
+    fallback=lambda exercise, name, out, expected, case: (
+        f"{name} returned {out} for {exercise.show(case)} with {expected} parameters. Add up p.numel() for every "
+        "p in model.parameters()."),
+    output=_an_int, same=lambda a, b: a == b, quote=_numbers,
+    call_hint=lambda case: lambda error: "Loop over model.parameters() and add up p.numel() for each tensor p.",
+    reference_name="kdcourse.models.count_parameters",
+)
+
+
 def check_count_parameters(count_parameters) -> None:
     """Check ``count_parameters(model) -> int``: the number of scalars in ``model.parameters()``.
 
@@ -75,93 +122,74 @@ def check_count_parameters(count_parameters) -> None:
     parameters (a frozen teacher still has its size).
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    torch.manual_seed(0)
-    model = _TinyConvNet()
-    frozen = copy.deepcopy(model).requires_grad_(False)
-    expected = _reference_count(model)  # 40 + 8 + 216 + 35 = 299
-    hint = lambda error: "Loop over model.parameters() and add up p.numel() for each tensor p."  # noqa: E731
-    got = _call(count_parameters, "count_parameters", model, hint=hint, shown="a test network")
-    got_frozen = _call(count_parameters, "count_parameters", frozen, hint=hint, shown="a frozen test network")
-    for value in (got, got_frozen):
-        if isinstance(value, torch.Tensor):
-            _fail("count_parameters returned a tensor; return a Python int (e.g. int(...) or sum of p.numel()).")
-        if not isinstance(value, int):
-            _fail(f"count_parameters should return an int, got {type(value).__name__} ({value!r}).")
-    params = list(model.parameters())
-    buffers = sum(b.numel() for b in model.buffers())
-    weights_only = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))
-    no_bn = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("bn"))
-    if got == len(params):
-        _fail(f"You returned {got}, the number of parameter *tensors*. Count the scalars inside "
-              "them: add up p.numel() for every p in model.parameters().")
-    if got == expected + buffers:
-        _fail(f"You returned {got} = {expected} parameters + {buffers} buffer values: the BatchNorm "
-              "running statistics (model.buffers(), part of state_dict()) are not parameters. "
-              "Use model.parameters().")
-    if got == weights_only:
-        _fail(f"You returned {got}: only the weights. Biases (and BatchNorm's weight and bias) are "
-              "parameters too; add up p.numel() for every p in model.parameters().")
-    if got == no_bn:
-        _fail(f"You returned {got}: the BatchNorm layers' scale and shift are missing. They are "
-              "learned parameters: count everything in model.parameters().")
-    if got != expected:
-        _fail(f"count_parameters returned {got} for a test network with {expected} parameters. "
-              "Add up p.numel() for every p in model.parameters().")
-    if got_frozen != expected:
-        _fail(f"On a frozen copy of the network (requires_grad=False, like a teacher) you returned "
-              f"{got_frozen} instead of {expected}. A frozen model still has its size: do not "
-              "filter on p.requires_grad.")
-    _ok(f"The test network has {expected} parameters.")
+    engine.check(COUNT_PARAMETERS, count_parameters)
 
 
 # ---------------------------------------------------------------- lesson 03: accuracy
+
+_G = torch.Generator().manual_seed(3)
+_LOGITS = torch.randn(12, 5, generator=_G)
+_LABELS = _LOGITS.argmax(1).clone()
+_LABELS[[1, 4, 7]] = (_LABELS[[1, 4, 7]] + 2) % 5  # 9 of 12 right
+# every prediction right, and argmax over dim 0 fits the shapes (and gets 2 of 5 rows right)
+_SQUARE = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
+_ACCURACY_CASES = ((_LOGITS, _LABELS), (_SQUARE, _SQUARE.argmax(1)))
+
+
+def _a_number(name: str, shown: str, out, case: tuple):
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if isinstance(out, torch.Tensor):
+        if out.numel() != 1:
+            _fail(f"{name} returned a tensor of shape {tuple(out.shape)}: reduce the matches to one "
+                  "number with .float().mean(), then return it as a float.")
+        _fail(f"{name} returned a tensor; return a Python float (float(...) or .item()), so it "
+              "prints and compares like a number.")
+    if isinstance(out, bool) or not isinstance(out, (int, float)):
+        _fail(f"{name} should return a float, got {type(out).__name__} ({out!r}).")
+    return out
+
+
+def _accuracy_hint(error: Exception) -> str:
+    if "size" in str(error) or "shape" in str(error):
+        return "Logits have shape (examples, classes): take the arg-max over the classes, logits.argmax(dim=1), not dim=0."
+    return "Compare logits.argmax(dim=1) with the labels and take the mean of the matches."
+
+
+def _accuracy_variants() -> list[engine.Variant]:
+    m = "accuracy."
+    right = _fallback.reference_accuracy
+    return [
+        engine.accepted(right),
+        engine.row(m + "count", lambda z, y: int((z.argmax(1) == y).sum())),
+        engine.row(m + "percentage", lambda z, y: 100 * right(z, y)),
+        engine.row(m + "error_rate", lambda z, y: 1 - right(z, y)),
+        engine.row(m + "over_batch", lambda z, y: float((z.argmax(0) == y).float().mean())),
+    ]
+
+
+def _accuracy_fallback(exercise, name, out, expected, case) -> str:
+    if case[0] is _SQUARE:
+        return (f"On a 5 x 5 batch where every prediction is right you returned {out}. Take the arg-max over the "
+                "classes, dim=1 (each row is one example).")
+    return (f"{name} returned {out} on 12 test rows where 9 arg-maxes match the labels (expected {expected}). "
+            "Use (logits.argmax(dim=1) == labels).float().mean().")
+
+
+ACCURACY = engine.Exercise(
+    "accuracy", _fallback.reference_accuracy, _ACCURACY_CASES,
+    show=lambda case: f"logits of shape {tuple(case[0].shape)}, labels", variants=_accuracy_variants,
+    success="accuracy = share of examples whose highest logit is the true class.",
+    fallback=_accuracy_fallback, output=_a_number, quote=_numbers,
+    same=lambda a, b: isinstance(a, (int, float)) and abs(a - b) < 1e-6, collect_errors=True,
+    error_hint=lambda error, case: "\n" + _accuracy_hint(error),
+    reference_name="kdcourse.checks.fallback.reference_accuracy",
+)
 
 
 def check_accuracy(accuracy) -> None:
     """Check ``accuracy(logits, labels) -> float``: the fraction of rows whose arg-max is the label."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    g = torch.Generator().manual_seed(3)
-    logits = torch.randn(12, 5, generator=g)
-    labels = logits.argmax(1).clone()
-    labels[[1, 4, 7]] = (labels[[1, 4, 7]] + 2) % 5  # 9 of 12 right
-    expected = 0.75
-
-    def hint(error):
-        if "size" in str(error) or "shape" in str(error):
-            return ("Logits have shape (examples, classes): take the arg-max over the classes, "
-                    "logits.argmax(dim=1), not dim=0.")
-        return "Compare logits.argmax(dim=1) with the labels and take the mean of the matches."
-
-    got = _call(accuracy, "accuracy", logits, labels, hint=hint, shown="logits of shape (12, 5), labels")
-    if isinstance(got, torch.Tensor):
-        if got.numel() != 1:
-            _fail(f"accuracy returned a tensor of shape {tuple(got.shape)}: reduce the matches to one "
-                  "number with .float().mean(), then return it as a float.")
-        _fail("accuracy returned a tensor; return a Python float (float(...) or .item()), so it "
-              "prints and compares like a number.")
-    if not isinstance(got, float):
-        if isinstance(got, int) and got == 9:
-            _fail("accuracy returned 9, the number of correct predictions; divide by the number of "
-                  "examples (12 here) to get a fraction.")
-        _fail(f"accuracy should return a float, got {type(got).__name__} ({got!r}).")
-    if abs(got - 9) < 1e-6:
-        _fail("accuracy returned 9.0, the number of correct predictions; divide by the number of "
-              "examples (12 here) to get a fraction.")
-    if abs(got - 100 * expected) < 1e-4:
-        _fail(f"accuracy returned {got}, a percentage; return the fraction in [0, 1] ({expected}).")
-    if abs(got - (1 - expected)) < 1e-6:
-        _fail(f"accuracy returned {got}: the error rate (share of wrong predictions), not the accuracy.")
-    if abs(got - expected) > 1e-6:
-        _fail(f"accuracy returned {got} on 12 test rows where 9 arg-maxes match the labels "
-              f"(expected {expected}). Use (logits.argmax(dim=1) == labels).float().mean().")
-    # a second batch where argmax over dim 0 happens to fit the shapes
-    square = torch.randn(5, 5, generator=g)
-    square_labels = square.argmax(1)
-    got_square = _call(accuracy, "accuracy", square, square_labels, hint=hint, shown="logits of shape (5, 5), labels")
-    if abs(float(got_square) - 1.0) > 1e-6:
-        _fail(f"On a 5 x 5 batch where every prediction is right you returned {float(got_square)}. "
-              "Take the arg-max over the classes, dim=1 (each row is one example).")
-    _ok("accuracy = share of examples whose highest logit is the true class.")
+    engine.check(ACCURACY, accuracy)
 
 
 # ---------------------------------------------------------------- lesson 04: the KD training step

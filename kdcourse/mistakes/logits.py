@@ -119,7 +119,7 @@ ENTRIES = (
             aliases=("not_frozen", "unfrozen_teacher", "teacher_updated", "teacher_trained"), pitfall=True),
 )
 
-# The exercises of lesson 01, as a glossary: each id, then, indented, what a checker says of it.
+# The exercises of lessons 01 and 03, as a glossary: each id, then, indented, what a checker says of it.
 ENTRIES += entries("""
 softmax_with_temperature.no_temperature
     the temperature is not applied: it returns softmax(logits), the same for every T. Divide the logits by T
@@ -183,4 +183,38 @@ entropy.sum_over_dim0
 
 entropy.no_weights
     it forgets the p_i weights: H = -sum_i p_i log p_i, not -sum_i log p_i.
+
+count_parameters.tensors
+    it counts the parameter TENSORS (len(list(model.parameters()))), not the scalars inside them: add up
+    p.numel() for every p in model.parameters().
+
+count_parameters.with_buffers
+    it adds the buffers: the BatchNorm running statistics (model.buffers(), part of state_dict()) are not
+    parameters. Use model.parameters().
+
+count_parameters.weights_only
+    it counts only the weights. Biases (and BatchNorm's weight and bias) are parameters too; add up p.numel() for
+    every p in model.parameters().
+
+count_parameters.no_batchnorm
+    the BatchNorm layers' scale and shift are missing. They are learned parameters: count everything in
+    model.parameters().
+
+count_parameters.trainable_only
+    it counts only the parameters with requires_grad, so a frozen copy of the network (requires_grad=False,
+    like a teacher) has 0. A frozen model still has its size: do not filter on p.requires_grad.
+
+accuracy.count
+    it returns the number of correct predictions; divide by the number of examples (12 in the first case) to get
+    a fraction.
+
+accuracy.percentage
+    it returns a percentage; return the fraction in [0, 1].
+
+accuracy.error_rate
+    it returns the error rate (the share of wrong predictions), not the accuracy.
+
+accuracy.over_batch
+    it takes the arg-max over dim 0, the examples; take it over the classes, logits.argmax(dim=1) (each row is one
+    example).
 """)
