@@ -65,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, default=None,
                        help="PyTorch CPU threads (default: 1 for digits; PyTorch's default for cifar10)")
 
+    pat = sub.add_parser("patience", help="CIFAR-10, full profile (a GPU): baseline vs KD at several budgets "
+                                          "(patience and consistency, Beyer et al. 2022)")
+    pat.add_argument("--budgets", default="30,100,300", metavar="E1,E2,...", help="epochs of each budget")
+    pat.add_argument("--seeds", type=int, default=3)
+    pat.add_argument("--images", type=int, default=None, metavar="N",
+                     help="train on a stratified subset of N images (default: all 50,000)")
+    pat.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    pat.add_argument("--quiet", action="store_true", help="no progress bar")
+
     grade.add_arguments(sub.add_parser("grade", help="run learners' notebooks and tabulate their checkers' results"))
     nbgrader_export.add_arguments(sub.add_parser("nbgrader-export", help="write the lessons as an nbgrader course"))
 
@@ -76,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "grade":
         return grade.run(args)
+    if args.command == "patience":
+        return _patience(args)
     if args.command == "nbgrader-export":
         return nbgrader_export.main(args)
     if args.command == "compare":
@@ -114,6 +125,35 @@ def main(argv: list[str] | None = None) -> int:
                   f"with the view cache, {t['ratio_live']:.2f}x with the live teacher on random crop + flip")
             print(f"view cache: {t['view_cache_seconds']:.1f} s once ({t['views']} views x {t['images']} images; "
                   f"not in the epoch times), repaid after {t['break_even_epochs']} epochs vs the live teacher")
+    return 0
+
+
+def _patience(args) -> int:
+    """``patience``: the table, and ``--json``."""
+    from dataclasses import replace
+
+    from . import capstone
+    from .patience import format_patience, patience_study
+
+    try:
+        budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    except ValueError:
+        print(f"error: --budgets takes epochs separated by commas (e.g. 30,100,300), got {args.budgets!r}",
+              file=sys.stderr)
+        return 2
+    reg = capstone.FULL if args.images is None else replace(capstone.FULL, train_size=args.images)
+    def write(result: dict) -> None:  # after every budget: a run cut short keeps what it finished
+        if args.json:
+            from pathlib import Path
+
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+    try:
+        result = patience_study(budgets, seeds=args.seeds, reg=reg, progress=not args.quiet, on_budget=write)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_patience(result))
     return 0
 
 

@@ -353,3 +353,38 @@ def test_command_line_on_cifar10(data_cache, monkeypatch, tmp_path, capsys):
     assert "teacher" in printed and "kd" in printed
     stored = json.loads(out.read_text())
     assert set(stored) == {"teacher", "baseline", "kd"} and stored["kd"]["params"] == 26_682
+
+
+# ------------------------------------------------------------------ patience (issue 13; a GPU study, tested tiny)
+
+
+def test_patience_refuses_what_it_cannot_measure():
+    from kdcourse.patience import patience_study
+
+    with pytest.raises(ValueError, match="augment=True"):
+        patience_study((1,), reg=QUICK)
+    with pytest.raises(ValueError, match="'baseline' with 'kd'"):
+        patience_study((1,), methods=("kd", "at"))
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        patience_study((0, 1))
+
+
+@needs_cifar
+def test_tiny_patience_study_pairs_seeds_at_every_budget(data_cache, tmp_path, capsys, monkeypatch):
+    from kdcourse.__main__ import main
+    from kdcourse.patience import format_patience, patience_study
+
+    reg = replace(FULL, train_size=100, test_size=50, batch_size=50)
+    result = patience_study((2, 1), seeds=2, reg=reg, progress=False, device="cpu")
+    assert list(result["budgets"]) == ["1", "2"] and result["teacher_view"].startswith("the student's own augmented")
+    for b in result["budgets"].values():
+        base, kd = b["methods"]["baseline"]["runs"], b["methods"]["kd"]["runs"]
+        assert b["gain"]["runs"] == pytest.approx([k - a for k, a in zip(kd, base)]) and b["images_per_second"] > 0
+    assert result["longest"]["epochs"] == 2
+    assert result["longest"]["reached_on_every_seed"] == (min(result["budgets"]["2"]["gain"]["runs"]) >= 0.015)
+    assert "KD - labels (paired)" in format_patience(result)
+    monkeypatch.setattr(capstone, "FULL", reg)  # the command line on 100 training and 50 test images
+    out = tmp_path / "patience.json"
+    assert main(["patience", "--budgets", "1", "--seeds", "2", "--images", "100", "--quiet", "--json", str(out)]) == 0
+    assert "labels only" in capsys.readouterr().out and json.loads(out.read_text())["budgets"]["1"]["gain"]
+    assert main(["patience", "--budgets", "a,b"]) == 2
