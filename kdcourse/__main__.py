@@ -193,6 +193,10 @@ def _compare(args) -> int:
         parallel.print0(f"(trained data-parallel on {parallel.world_size()} processes, "
                         f"backend {parallel.backend()}: kdcourse.parallel)")
     parallel.print0(format_table(results))
+    rates = {m: r["images_per_second"] for m, r in results.items() if r.get("images_per_second")}
+    if rates:
+        parallel.print0("training images per second (the steps of an epoch, mean over the runs): "
+                        + ", ".join(f"{m} {v:,.0f}" for m, v in rates.items()))
     for method, r in results.items():
         if "vs_baseline" in r:  # transfer-set studies: the paired per-seed differences
             diffs = ", ".join(f"{100 * d:+.1f}" for d in r["vs_baseline"]["runs"])

@@ -72,6 +72,9 @@ class Run:
     seconds: float
     params: int
     student: nn.Module | None = None
+    images_per_second: float | None = None
+    """Training images per second of the training epochs (``History.epoch_seconds``: the steps, not the
+    evaluations; recorded with the history, so a memoised run reports its original speed)."""
 
 
 @dataclass
@@ -99,9 +102,12 @@ class MethodResult:
         return [r.history for r in self.runs]
 
     def summary(self) -> dict:
-        """``{"mean", "std", "runs", "params", "seconds"}`` (``seconds``: the mean training time of one run)."""
+        """``{"mean", "std", "runs", "params", "seconds", "images_per_second"}`` (``seconds``: the mean
+        time of one run; ``images_per_second``: the runs' mean training throughput, :attr:`Run.images_per_second`)."""
+        rates = [r.images_per_second for r in self.runs]
         return {**summarize(self.scores), "params": self.runs[-1].params,
-                "seconds": statistics.fmean(r.seconds for r in self.runs)}
+                "seconds": statistics.fmean(r.seconds for r in self.runs),
+                "images_per_second": statistics.fmean(rates) if None not in rates else None}
 
 
 @dataclass
@@ -157,8 +163,9 @@ class Runs:
         seconds = time.perf_counter() - start
         score = float(self.score(student, history))
         history.student = None
+        images, busy = len(plan.train_data) * len(history.epoch_seconds), sum(history.epoch_seconds)
         run = Run(method, seed, score, history, seconds, count_parameters(student),
-                  student.eval() if keep else None)
+                  student.eval() if keep else None, images / busy if busy > 0 else None)
         self._done[key] = run
         return run
 

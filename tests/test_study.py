@@ -82,7 +82,9 @@ def test_study_pairs_runs_by_seed_and_summarises(teacher):
     gain = result.paired("kd", "baseline")
     assert gain["runs"] == pytest.approx([a - b for a, b in zip(kd.scores, result["baseline"].scores)])
     summaries = result.summaries()
-    assert set(summaries["kd"]) == {"mean", "std", "runs", "params", "seconds"}
+    assert set(summaries["kd"]) == {"mean", "std", "runs", "params", "seconds", "images_per_second"}
+    run = kd.runs[0]  # the training set's images of every epoch over the epochs' step time
+    assert run.images_per_second == pytest.approx(len(data) * 2 / sum(run.history.epoch_seconds))
     assert paired_differences(summaries, "kd")["runs"] == pytest.approx(gain["runs"])
     # only the first seed's student is kept; the histories hold no weights
     assert kd.runs[0].student is not None and kd.runs[1].student is None
