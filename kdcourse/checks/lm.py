@@ -22,7 +22,7 @@ from .. import losses
 from .engine import Exercise, at_case
 from .engine import check as _check
 from .engine import row as _row
-from .logits import _call, _close, _fmt, _generic
+from .logits import _IN_PLACE, _call, _close, _fmt, _generic
 
 __all__ = [
     "EXERCISES",
@@ -224,6 +224,7 @@ MASKED_TOKEN_KD = Exercise(
     show=_show_kd, variants=lambda: list(_KD_MISTAKES), success=_LOSS_SUCCESS,
     fallback=_loss_fallback("T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens"),
     output=_output(_token_kd, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+    in_place=_IN_PLACE,
     reference_name='kdcourse.losses.token_kd_loss',
 )
 
@@ -234,6 +235,7 @@ REVERSE_KL = Exercise(
     fallback=_loss_fallback("sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number "
                             "of real tokens"),
     output=_output(_reverse_kl, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+    in_place=_IN_PLACE,
     reference_name="kdcourse.losses.token_kd_loss(divergence='reverse')",
 )
 
@@ -242,6 +244,7 @@ RENORMALIZE_TOP_K = Exercise(
     show=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
     variants=lambda: list(_TOPK_MISTAKES), success="{name} matches the reference on {n} cases.",
     fallback=_rows_fallback, output=_output(_renormalized, _NAN_HINT, scalar=False), quote=at_case,
+    in_place=_IN_PLACE,
     reference_name='a softmax over the top-k log-probabilities',
 )
 

@@ -441,8 +441,10 @@ for a, b in [("KD", "baseline"), ("AT", "baseline"), ("AT", "KD"), ("hint", "KD"
 
 # KD beats training on labels alone on every seed (lesson 04's result, met again)
 assert (paired("KD", "baseline") > 0).all()
-# attention transfer alone: above labels alone, below plain KD, on every seed
-assert (paired("AT", "baseline") > 0).all() and (paired("AT", "KD") < 0).all()
+# attention transfer alone: below plain KD on average, and within a point of labels alone on average
+# (this run: above labels alone on every seed; on another CPU, where another AT cell won the sweep by
+# one validation prediction, it was below on 2 of 5 seeds: the claim asserted is the one that held on both)
+assert paired("AT", "KD").mean() < 0 and abs(paired("AT", "baseline").mean()) < 1.0
 # the tuned hint alone is on par with KD: on average within half a point (about two test images)
 assert abs(paired("hint", "KD").mean()) < 0.5
 # adding a feature term to KD does not hurt: neither combination falls half a point below KD on average
@@ -457,8 +459,13 @@ assert min(paired("KD + hint", "KD").mean(), paired("KD + AT", "KD").mean()) > -
 # - The tuned **hint** alone matches KD (−0.1 on average: up on 2 seeds of 5, tied on 1, down on 2). A
 #   hint at the last convolutional layer, two small steps before the logits, carries about what the
 #   logits carry.
-# - **AT** alone lies in between: above the baseline on every seed (+0.2 to +0.9 points; 95.4 ± 0.4 %
-#   against 94.8 ± 0.4 %) and below KD on every seed (−0.2 to −0.9, −0.5 on average).
+# - **AT** alone lies in between in this run: above the baseline on every seed (+0.2 to +0.9 points;
+#   95.4 ± 0.4 % against 94.8 ± 0.4 %) and below KD on every seed (−0.2 to −0.9, −0.5 on average). This
+#   does not survive a change of machine: run again on another CPU (in December 2026), the sweep chose
+#   `layer2` at weight 100 for AT by a single validation prediction, and that AT fell below the baseline
+#   on two of five seeds, about a quarter of a point below it on average, and a point below KD. What held
+#   on both machines, and is what the cell above asserts: AT alone below KD on average, and within a point
+#   of labels alone.
 # - Adding either feature term to KD changes nothing measurable: KD + hint +0.1 (up on 3 seeds, down on
 #   2), KD + AT −0.0 (up on 2, down on 3), both far inside one standard deviation.
 #
