@@ -194,10 +194,15 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
     return out
 
 
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of rows whose arg-max is the label, a float in [0, 1] (lesson 03's exercise)."""
+    return float((logits.argmax(dim=1) == labels).float().mean())
+
+
 def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 1024) -> float:
     """Accuracy (in [0, 1]) of ``model`` on a ``TensorDataset``."""
     x, y = tensors(data)
-    return float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
+    return accuracy(predict_logits(model, x, batch_size), y)
 
 
 def _accuracy_shared(model: nn.Module, data: TensorDataset, device: torch.device) -> float:

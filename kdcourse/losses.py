@@ -20,6 +20,7 @@ from torch import nn
 
 __all__ = [
     "softmax_with_temperature",
+    "entropy",
     "kd_loss",
     "distillation_loss",
     "hint_loss",
@@ -28,6 +29,7 @@ __all__ = [
     "multi_stage_attention_loss",
     "pairwise_distances",
     "rkd_distance_loss",
+    "rkd_angles",
     "rkd_angle_loss",
     "similarity_matrix",
     "similarity_preserving_loss",
@@ -152,6 +154,16 @@ def softmax_with_temperature(logits: torch.Tensor, T: float = 1.0) -> torch.Tens
     _check_temperature(T)
     _check_batch("logits", logits)
     return torch.softmax(logits / T, dim=-1)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    r"""The entropy of each distribution (row) of ``probs``, in nats (lesson 01).
+
+    .. math:: H(p) = -\sum_i p_i \log p_i, \qquad 0 \log 0 = 0
+
+    One value per row (over the last dimension); ``torch.special.xlogy`` makes exact zeros count as 0.
+    """
+    return -torch.special.xlogy(probs, probs).sum(-1)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
@@ -403,8 +415,10 @@ def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.
     return F.smooth_l1_loss(d_s, d_t)  # over all b^2 entries, the zero diagonal included
 
 
-def _angles(embedding: torch.Tensor) -> torch.Tensor:
-    # e[i, j] = unit vector from j to i; angle(i, j, k) = <e_ij, e_kj>
+def rkd_angles(embedding: torch.Tensor) -> torch.Tensor:
+    r"""The ``(N, N, N)`` cosines of RKD's angles (Park et al. 2019, eq. 6): ``A[i, j, k]`` is the cosine of
+    the angle at the vertex :math:`t_j`, :math:`\langle e^{ij}, e^{kj}\rangle` with :math:`e^{ij} = (t_i - t_j) /
+    \|t_i - t_j\|_2` (0 where two points coincide: ``F.normalize`` adds an eps)."""
     diff = embedding[:, None, :] - embedding[None, :, :]
     e = F.normalize(diff, p=2, dim=2)
     return torch.einsum("ijd,kjd->ijk", e, e)
@@ -424,8 +438,8 @@ def rkd_angle_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Ten
     if s.shape[0] != t.shape[0]:
         raise ValueError("student and teacher embeddings have different batch sizes")
     with torch.no_grad():
-        a_t = _angles(t)
-    a_s = _angles(s)
+        a_t = rkd_angles(t)
+    a_s = rkd_angles(s)
     return F.smooth_l1_loss(a_s, a_t)
 
 

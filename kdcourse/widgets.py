@@ -126,7 +126,7 @@ def temperature_view(logits, T: float) -> dict:
     """
     z = _as_logits(logits)
     q = losses.softmax_with_temperature(z, float(T))
-    entropy = float(-torch.special.xlogy(q, q).sum())
+    entropy = float(losses.entropy(q))
     return {"probs": q.numpy(), "entropy": entropy, "max_entropy": math.log(len(q)), "top": int(q.argmax())}
 
 

@@ -38,6 +38,21 @@ def test_softmax_with_temperature_limits():
     assert L.softmax_with_temperature(z, 0.05)[0, 2] > 0.999
 
 
+def test_entropy_in_nats_with_zeros_counting_as_zero():
+    p = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
+    assert torch.allclose(L.entropy(p), torch.tensor([math.log(4), 0.0, math.log(2)]))
+
+
+def test_rkd_angles_are_the_cosines_at_the_middle_vertex():
+    e = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [3.0, -1.0]])
+    a = L.rkd_angles(e)
+    for i, j, k in [(0, 1, 2), (2, 1, 0), (3, 0, 2), (1, 2, 3)]:
+        u, v = e[i] - e[j], e[k] - e[j]
+        assert math.isclose(float(a[i, j, k]), float(u @ v / (u.norm() * v.norm())), abs_tol=1e-6)
+    assert math.isclose(float(a[0, 1, 2]), 0.0, abs_tol=1e-6)  # a right angle at (1, 0)
+    assert torch.isfinite(a).all() and float(a[1, 1, 2]) == 0.0  # a point with itself: 0, not NaN
+
+
 def test_kd_loss_hand_value():
     # two classes: teacher p = (0.25, 0.75), student q = (0.5, 0.5) at T = 1
     t = torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64)

@@ -1,23 +1,29 @@
 """One catalogue of mistakes (kdcourse/mistakes/), read by the checkers, lesson 07's pitfalls and its diagnosis."""
 
 import re
+from pathlib import Path
 
 import pytest
 
 import kdcourse.pitfalls as P
-from kdcourse import mistakes
+from kdcourse import checks, mistakes
 from kdcourse.checks import EXERCISES, check_diagnosis, check_distillation_loss, check_kd_loss
 from kdcourse.checks.training import _variants
 
 
 def _named_by_checkers() -> set[str]:
     ids = {m for exercise in EXERCISES.values() for v in exercise.variants() for m in v.mistakes}
-    return ids | {name for name, _, _ in _variants(4.0, 0.9)[1:]}
+    return ids | {name for name, _, _ in _variants(4.0, 0.9)[1:]} | _read_by_hand()
+
+
+def _read_by_hand() -> set[str]:
+    """The ids the checkers' own code says (``engine.fail("id", ...)``, ``engine.mistake(...)``, ``catalogue.message(...)``)."""
+    source = "\n".join(p.read_text() for p in sorted(Path(checks.__file__).parent.glob("*.py")))
+    return set(re.findall(r"(?:\b(?:mistake|fail)|catalogue\.message)\(\s*[\"']([\w.]+)[\"']", source))
 
 
 def test_every_entry_is_read_and_every_name_read_is_an_entry():
     named = _named_by_checkers() | set(mistakes.pitfalls())
-    named |= {"teacher_train_mode", "teacher_not_frozen"}  # the training-step checker's teacher checks
     assert named == set(mistakes.CATALOGUE)
 
 
@@ -29,10 +35,14 @@ def test_lesson_07_lists_the_catalogues_pitfalls():
 
 @pytest.mark.parametrize("mistake_id", sorted(mistakes.CATALOGUE))
 def test_every_placeholder_is_filled(mistake_id):
-    text = mistakes.message(mistake_id, T=4.0, C=10, B=32, alpha=0.9, moved="bn1.running_mean")
+    fields = {f: f"<{f}>" for f in mistakes.placeholders(mistake_id)}  # what the checker fills in
+    text = mistakes.message(mistake_id, T=4.0, C=10, B=32, alpha=0.9, moved="bn1.running_mean", **fields)
     assert "{" not in text and "}" not in text, text
-    bare = mistakes.message(mistake_id)  # without numbers: the symbols
+    bare = mistakes.message(mistake_id, **fields)  # without numbers: the symbols
     assert "{" not in bare, bare
+    if fields:
+        with pytest.raises(KeyError, match=next(iter(fields))):
+            mistakes.message(mistake_id)  # a field the checker forgot is an error, not a "{name}" in the message
 
 
 def _prefix(mistake_id: str) -> str:

@@ -10,6 +10,7 @@ when it differs looks for the simplest combination of known mistakes that reprod
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,17 @@ def fmt(x) -> str:
     return repr(x)
 
 
+def mistake(mistake_id: str, **fields) -> str:
+    """What a checker says of a mistake: its entry in :mod:`kdcourse.mistakes`, filled in with ``fields``
+    (``name``: the learner's function, ``shown``: the case, ...)."""
+    return catalogue.message(mistake_id, **fields)
+
+
+def fail(mistake_id: str, **fields) -> AssertionError:
+    """The ``AssertionError`` a checker raises for a mistake (:func:`mistake`): ``raise fail(id, name=name)``."""
+    return AssertionError(mistake(mistake_id, **fields))
+
+
 def randn(*shape: int, seed: int) -> torch.Tensor:
     """Fixed random inputs: the same numbers on every machine and every call."""
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
@@ -65,10 +77,7 @@ def error_text(name: str, shown: str, error: BaseException) -> str:
 
 
 def not_implemented(name: str, error: Exception) -> AssertionError:
-    return AssertionError(
-        f"{name} is not implemented yet ({error}). Replace the `raise NotImplementedError` line with "
-        "your code, run that cell again, then run this check."
-    )
+    return AssertionError(mistake("answer.not_implemented", name=name, error=error))
 
 
 def try_call(fn: Callable, args: tuple, name: str | None = None, shown: str | None = None,
@@ -200,19 +209,19 @@ def tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | No
     if not isinstance(out, torch.Tensor):
         hint = ""
         if isinstance(out, (float, int)):
-            hint = " Did you call `.item()` or `float(...)`? Return the tensor, so gradients can flow."
+            hint = " " + mistake("answer.returned_a_number")
         elif out is None:
-            hint = " Did you forget the `return` statement?"
+            hint = " " + mistake("answer.returned_none")
         elif type(out).__module__.startswith("numpy"):
             hint = " " + numpy_hint
-        raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+        raise fail("answer.not_a_tensor", name=name, shown=shown, type=type(out).__name__, hint=hint)
     if expected_shape is not None and tuple(out.shape) != tuple(expected_shape):
         hint = (shape_hints or {}).get(tuple(out.shape), "")
         raise AssertionError(
             f"{name}({shown}) returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}. {hint}".rstrip()
         )
     if finite and not torch.isfinite(out).all():
-        raise AssertionError(f"{name}({shown}) returned NaN or infinite values: {fmt(out)}.")
+        raise fail("answer.not_finite", name=name, shown=shown, got=fmt(out))
     return out
 
 
@@ -226,10 +235,10 @@ def scalar_output(name: str, shown: str, out, batch: int) -> torch.Tensor:
     if out.dim() != 0:
         hint = ""
         if out.numel() == batch:
-            hint = " It looks like one value per example: average over the batch as well (a single number)."
+            hint = " " + mistake("answer.one_value_per_example")
         elif out.numel() == 1:
-            hint = " Return a 0-d tensor (e.g. `.mean()` or `.sum()`, or `.squeeze()`)."
-        raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; a loss is one number.{hint}")
+            hint = " " + mistake("answer.one_element")
+        raise fail("answer.not_a_scalar", name=name, shown=shown, out_shape=tuple(out.shape), hint=hint)
     return out
 
 
@@ -237,24 +246,14 @@ def check_gradient(name: str, loss: torch.Tensor, wrt: torch.Tensor, what: str) 
     """The loss must reach ``wrt`` (the student's features) with a finite, non-zero gradient."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if not loss.requires_grad:
-        raise AssertionError(
-            f"{name}: no gradient reaches {what}. Did you call `.detach()`, `.item()` or compute under "
-            "`torch.no_grad()`? The student learns only through this gradient."
-        )
+        raise fail("answer.no_graph", name=name, what=what)
     (grad,) = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
     if grad is None:
-        raise AssertionError(
-            f"{name}: no gradient reaches {what}. Did you `.detach()` it (or use it under `torch.no_grad()`)? "
-            "The student learns only through this gradient."
-        )
+        raise fail("answer.no_gradient", name=name, what=what)
     if not torch.isfinite(grad).all():
-        raise AssertionError(
-            f"{name}: the gradient with respect to {what} contains NaN. A square root or a division at "
-            "zero (e.g. the distance of an example to itself) has an infinite derivative: clamp before "
-            "`sqrt` (`d2.clamp_min(1e-12).sqrt()`) and normalise with `F.normalize`, which adds an eps."
-        )
+        raise fail("answer.nan_gradient", name=name, what=what)
     if not grad.abs().sum() > 0:
-        raise AssertionError(f"{name}: the gradient with respect to {what} is zero: the loss must depend on it.")
+        raise fail("answer.zero_gradient", name=name, what=what)
 
 
 def gradient_to(what: str, index: int = 0) -> Callable:
@@ -413,3 +412,13 @@ def tensor_like(shape_of: Callable[[tuple], Sequence[int]], hints: Callable[[tup
         __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
         return tensor_output(name, shown, out, shape_of(case), hints(case, out) if hints else None, finite, **options)
     return output
+
+
+def checker(exercise: Exercise, doc: str) -> Callable[[Callable], None]:
+    """The learner's ``check_<name>(fn)`` of a table exercise: :func:`check` on ``exercise``, with ``doc``."""
+    def check_exercise(fn: Callable) -> None:
+        __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+        check(exercise, fn)
+    check_exercise.__name__ = check_exercise.__qualname__ = f"check_{exercise.name}"
+    check_exercise.__doc__, check_exercise.__module__ = doc, sys._getframe(1).f_globals["__name__"]
+    return check_exercise

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SKIPPED", "UNANSWERED", "is_stub", "with_fallback", "reference_kd_training_step", "reference_accuracy"]
+__all__ = ["SKIPPED", "UNANSWERED", "is_stub", "with_fallback", "reference_kd_training_step"]
 
 SKIPPED = "is not written yet: the rest of this lesson uses"  # what a checker says of a stub (the grader reads it)
 UNANSWERED = "is not answered yet"  # what a checker says of an answer left as `...` (the grader reads it too)
@@ -70,7 +70,3 @@ def reference_kd_training_step(student, teacher, x, y, optimizer, T, alpha) -> f
     optimizer.step()
     return loss.item()
 
-
-def reference_accuracy(logits, labels) -> float:
-    """The share of rows whose arg-max is the label (lesson 03's exercise), a float in [0, 1]."""
-    return float((logits.argmax(dim=1) == labels).float().mean())

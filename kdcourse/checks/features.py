@@ -21,23 +21,8 @@ from torch import nn
 from .. import losses
 from ..distill import LossTerm
 from ..models import DigitsCNN, feature_extractor
-from .engine import Exercise as _Exercise
-from .engine import Variant as _Variant
-from .engine import accepted as _accepted
-from .engine import call as _call
-from .engine import check as _check
-from .engine import check_gradient as _check_gradient
-from .engine import close as _close
-from .engine import first_row_fallback as _first_row_fallback
-from .engine import fmt as _fmt
-from .engine import gradient_to as _gradient_to
-from .engine import name_of as _name
-from .engine import not_implemented as _not_implemented
-from .engine import randn as _randn
-from .engine import ratio as _ratio
-from .engine import row as _row
-from .engine import scalar_output as _scalar_output
-from .engine import tensor_like as _tensor_like
+from . import engine
+from .engine import accepted, fmt, randn, row
 
 __all__ = [
     "check_make_regressor",
@@ -74,10 +59,7 @@ def _regressor_hint(regressor, student_shape, teacher_shape=None, batch_sizes=()
         return None
     linear = [m for m in regressor.modules() if isinstance(m, nn.Linear)]
     if linear:
-        return (f"The regressor is an nn.Linear, which acts on the LAST dimension of its input (the width W = "
-                f"{student_shape[-1]} of a feature map (N, C, H, W)), not on the channels. For feature maps use a "
-                "1x1 convolution, nn.Conv2d(c_student, c_teacher, kernel_size=1): the same linear map of the "
-                "channels at every position.")
+        return engine.mistake("make_regressor.linear", width=student_shape[-1])
     conv = next((m for m in regressor.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         return None
@@ -109,79 +91,56 @@ def check_make_regressor(fn: Callable) -> None:
     feature maps ``(N, C_s, H, W)`` onto the teacher's ``(N, C_t, H, W)`` (FitNets' regressor).
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "make_regressor")
+    name = engine.name_of(fn, "make_regressor")
     for s_shape, t_shape in _REGRESSOR_CASES:
         shown = f"student_shape={s_shape}, teacher_shape={t_shape}"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            regressor = _call(fn, name, (torch.Size(s_shape), torch.Size(t_shape)), shown)
+            regressor = engine.call(fn, name, (torch.Size(s_shape), torch.Size(t_shape)), shown)
         if isinstance(regressor, torch.Tensor):
-            raise AssertionError(
-                f"{name}({shown}) returned a tensor; return the layer itself (an nn.Module such as "
-                "nn.Conv2d(...)), which the loss then applies to the student's features."
-            )
+            raise engine.fail("make_regressor.returned_tensor", name=name, shown=shown)
         if not isinstance(regressor, nn.Module):
-            raise AssertionError(
-                f"{name}({shown}) returned a {type(regressor).__name__}; return an nn.Module (e.g. a "
-                "1x1 nn.Conv2d) so that its parameters can be handed to the optimizer."
-            )
+            raise engine.fail("make_regressor.not_a_module", name=name, shown=shown, type=type(regressor).__name__)
         if not any(p.requires_grad for p in regressor.parameters()):
-            raise AssertionError(
-                f"{name}({shown}) returned {type(regressor).__name__}, which has no trainable parameters. "
-                "The regressor must LEARN how to map the student's channels onto the teacher's: use "
-                "nn.Conv2d(c_student, c_teacher, kernel_size=1)."
-            )
-        x = _randn(*s_shape, seed=1)
+            raise engine.fail("make_regressor.not_trainable", name=name, shown=shown, type=type(regressor).__name__)
+        x = randn(*s_shape, seed=1)
         try:
             out = regressor(x)
         except Exception as error:
             reversed_ok = False
             try:
-                reversed_ok = tuple(regressor(_randn(*t_shape, seed=1)).shape) == s_shape
+                reversed_ok = tuple(regressor(randn(*t_shape, seed=1)).shape) == s_shape
             except Exception:
                 pass
             if reversed_ok:
-                raise AssertionError(
-                    f"{name}({shown}): the regressor maps the TEACHER's {t_shape[1]} channels to the student's "
-                    f"{s_shape[1]}, the wrong way round. It is applied to the student's features: "
-                    "nn.Conv2d(c_student, c_teacher, 1), with c = shape[1]."
-                ) from None
+                raise engine.fail("make_regressor.teacher_to_student", name=name, shown=shown, c_teacher=t_shape[1],
+                                  c_student=s_shape[1]) from None
             hint = _regressor_hint(regressor, s_shape, t_shape)
             raise AssertionError(
-                f"{name}({shown}): applying the regressor to a student feature map of shape {s_shape} "
-                f"raised {type(error).__name__}: {error}" + (f"\n{hint}" if hint else "")
+                engine.mistake("make_regressor.fails_on_student", name=name, shown=shown, s_shape=s_shape,
+                               type=type(error).__name__, error=error) + (f"\n{hint}" if hint else "")
             ) from None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != t_shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             hint = "compare it with the teacher's shape."
             if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] == t_shape[1]:
-                hint = ("the channels are right but the spatial size changed: use kernel_size=1 (or padding "
-                        "that keeps H x W), since hint layers are chosen with the same spatial size.")
+                hint = engine.mistake("make_regressor.spatial_size_changed")
             elif isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] != t_shape[1]:
-                hint = f"it should output the teacher's channel count, {t_shape[1]} (teacher_shape[1])."
+                hint = engine.mistake("make_regressor.wrong_out_channels", c_teacher=t_shape[1])
             hint = _regressor_hint(regressor, s_shape, t_shape) or hint
-            raise AssertionError(
-                f"{name}({shown}): the regressor turns a student feature map {s_shape} into {got}, expected "
-                f"the teacher's {t_shape}: {hint}"
-            )
+            raise engine.fail("make_regressor.wrong_output", name=name, shown=shown, s_shape=s_shape, got=got,
+                              t_shape=t_shape, hint=hint)
     # different spatial sizes: the skeleton's ValueError must survive
     try:
         fn(torch.Size((4, 8, 8, 8)), torch.Size((4, 32, 4, 4)))
     except ValueError:
         pass
     except NotImplementedError as error:
-        raise _not_implemented(name, error) from None
+        raise engine.not_implemented(name, error) from None
     except Exception as error:
-        raise AssertionError(
-            f"{name}(student 8x8, teacher 4x4) raised {type(error).__name__}; raise a ValueError that says "
-            "the layers must share their spatial size."
-        ) from None
+        raise engine.fail("make_regressor.other_error_on_sizes", name=name, type=type(error).__name__) from None
     else:
-        raise AssertionError(
-            f"{name}(student_shape=(4, 8, 8, 8), teacher_shape=(4, 32, 4, 4)) returned a regressor, but a "
-            "1x1 convolution cannot turn 8x8 maps into 4x4 ones: raise a ValueError asking for layers with "
-            "the same spatial size (keep the check at the top of the function)."
-        )
+        raise engine.fail("make_regressor.accepts_other_sizes", name=name)
     print(f"✓ {name} maps the student's channels onto the teacher's in {len(_REGRESSOR_CASES)} test cases, "
           "and rejects layers of different spatial sizes.")
 
@@ -198,27 +157,27 @@ def _conv(c_in: int, c_out: int, seed: int) -> nn.Conv2d:
 # (student feature, teacher feature, regressor). The last case has as many student as teacher
 # channels, so "regressor on the teacher" or "no regressor" compute something we can recognise.
 _HINT_INPUTS = [
-    (_randn(4, 3, 4, 4, seed=10), _randn(4, 6, 4, 4, seed=11), _conv(3, 6, seed=12)),
-    (_randn(2, 4, 2, 2, seed=13), _randn(2, 8, 2, 2, seed=14), _conv(4, 8, seed=15)),
-    (_randn(3, 5, 2, 2, seed=16), _randn(3, 5, 2, 2, seed=17), _conv(5, 5, seed=18)),
+    (randn(4, 3, 4, 4, seed=10), randn(4, 6, 4, 4, seed=11), _conv(3, 6, seed=12)),
+    (randn(2, 4, 2, 2, seed=13), randn(2, 8, 2, 2, seed=14), _conv(4, 8, seed=15)),
+    (randn(3, 5, 2, 2, seed=16), randn(3, 5, 2, 2, seed=17), _conv(5, 5, seed=18)),
 ]
 
 
-def _hint_variants() -> list[_Variant]:
+def _hint_variants() -> list[engine.Variant]:
     def sq(s, t, r):
         return (r(s) - t).pow(2)
 
     m = "hint_loss."
     return [
-        _accepted(lambda s, t, r: _mse(r(s), t)),
-        _row(m + "sum", lambda s, t, r: sq(s, t, r).sum()),
-        _row(m + "per_example_norm", lambda s, t, r: sq(s, t, r).sum() / s.shape[0]),
-        _row(m + "half", lambda s, t, r: 0.5 * _mse(r(s), t)),
-        _row(m + "norm_not_square", lambda s, t, r: (r(s) - t).norm()),
-        _row(m + "l1", lambda s, t, r: _l1(r(s), t)),
-        _row(m + "regressor_on_teacher", lambda s, t, r: _mse(r(t), s)),
-        _row(m + "no_regressor", lambda s, t, r: _mse(s, t)),
-        _row(m + "regressor_on_both", lambda s, t, r: _mse(r(s), r(t))),
+        accepted(lambda s, t, r: _mse(r(s), t)),
+        row(m + "sum", lambda s, t, r: sq(s, t, r).sum()),
+        row(m + "per_example_norm", lambda s, t, r: sq(s, t, r).sum() / s.shape[0]),
+        row(m + "half", lambda s, t, r: 0.5 * _mse(r(s), t)),
+        row(m + "norm_not_square", lambda s, t, r: (r(s) - t).norm()),
+        row(m + "l1", lambda s, t, r: _l1(r(s), t)),
+        row(m + "regressor_on_teacher", lambda s, t, r: _mse(r(t), s)),
+        row(m + "no_regressor", lambda s, t, r: _mse(s, t)),
+        row(m + "regressor_on_both", lambda s, t, r: _mse(r(s), r(t))),
     ]
 
 
@@ -229,11 +188,10 @@ def _hint_gradients(exercise, name: str, fn: Callable) -> None:
     s = s.clone().requires_grad_(True)
     r.zero_grad(set_to_none=True)
     loss = fn(s, t, r)
-    _check_gradient(name, loss, s, "the student's features")
+    engine.check_gradient(name, loss, s, "the student's features")
     grads = torch.autograd.grad(loss, list(r.parameters()), allow_unused=True)
     if any(g is None or not g.abs().sum() > 0 for g in grads):
-        raise AssertionError(f"{name}: no gradient reaches the regressor's weights: apply the regressor "
-                             "inside the loss, without torch.no_grad(), so that it is trained too.")
+        raise engine.fail("hint_loss.regressor_not_trained", name=name)
 
 
 def _hint_error(error: BaseException, case: tuple) -> str:
@@ -243,28 +201,24 @@ def _hint_error(error: BaseException, case: tuple) -> str:
     return ""
 
 
-HINT_LOSS = _Exercise(
+HINT_LOSS = engine.Exercise(
     "hint_loss", losses.hint_loss, _HINT_INPUTS,
     show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, regressor {c[2]}",
     variants=_hint_variants,
     success="{name} matches the reference on {n} test cases, and the gradient reaches both the student's features and "
             "the regressor.",
     fallback=lambda exercise, name, out, e, case: (
-        f"{name}(student {tuple(case[0].shape)}, teacher {tuple(case[1].shape)}) returned {_fmt(out)}, "
-        f"expected {_fmt(e)}. No classic mistake explains this; compare your code with "
-        "F.mse_loss(regressor(student_feature), teacher_feature)."),
+        engine.mistake("hint_loss.unexplained", name=name, student=tuple(case[0].shape), teacher=tuple(case[1].shape),
+                       out=fmt(out), expected=fmt(e))),
     on_match=_hint_gradients, collect_errors=True, error_hint=_hint_error,
     reference_name='kdcourse.losses.hint_loss',
 )
 
 
-def check_hint_loss(fn: Callable) -> None:
-    """Check ``fn(student_feature, teacher_feature, regressor)`` against
+check_hint_loss = engine.checker(HINT_LOSS, """Check ``fn(student_feature, teacher_feature, regressor)`` against
     :func:`kdcourse.losses.hint_loss`: the mean squared error between ``regressor(student_feature)``
     and ``teacher_feature``, with the gradient reaching the student's features and the regressor.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(HINT_LOSS, fn)
+    """)
 
 
 # ------------------------------------------------------------------ hint_term
@@ -275,42 +229,28 @@ def check_hint_term(fn: Callable) -> None:
     ``fn`` is the hint loss through a regressor that the optimizer will train (``module``).
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    name = _name(fn, "hint_term")
+    name = engine.name_of(fn, "hint_term")
     feature, weight = "layer2", 2.5
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         student, teacher = DigitsCNN(4), DigitsCNN(8)
         teacher.eval().requires_grad_(False)
-        x = _randn(6, 1, 8, 8, seed=20)
+        x = randn(6, 1, 8, 8, seed=20)
         y = torch.tensor([0, 1, 2, 3, 4, 5])
         shown = f"weight={weight}, DigitsCNN(4), DigitsCNN(8), feature={feature!r}, sample_input of shape (2, 1, 8, 8)"
-        term = _call(fn, name, (weight, student, teacher, feature, x[:2]), shown)
+        term = engine.call(fn, name, (weight, student, teacher, feature, x[:2]), shown)
         if not isinstance(term, LossTerm):
-            raise AssertionError(
-                f"{name}({shown}) returned a {type(term).__name__}; return a LossTerm(name, weight, fn, "
-                "features=(feature,), module=regressor)."
-            )
+            raise engine.fail("hint_term.not_a_loss_term", name=name, shown=shown, type=type(term).__name__)
         if term.weight != weight:
-            raise AssertionError(
-                f"{name}: the term's weight is {term.weight!r}, expected the weight passed in ({weight}). "
-                "train() multiplies fn's value by term.weight: pass it through, don't hard-code it."
-            )
+            raise engine.fail("hint_term.weight_not_passed", name=name, term_weight=f"{term.weight!r}", weight=weight)
         if feature not in term.student_features or feature not in term.teacher_features:
-            raise AssertionError(
-                f"{name}: the term reads {term.student_features!r} from the student and {term.teacher_features!r} "
-                f"from the teacher; name the hint layer, features=({feature!r},), so that train() pulls that "
-                "layer from both networks with the feature extractor."
-            )
+            raise engine.fail("hint_term.wrong_features", name=name, term_student_features=f"{term.student_features!r}",
+                              term_teacher_features=f"{term.teacher_features!r}", feature=f"{feature!r}")
         if term.module is None:
-            raise AssertionError(
-                f"{name}: the regressor's parameters are left out of the optimizer. train() optimises the "
-                "student's parameters and each term's `module`; without module=regressor the regressor "
-                "stays at its random initialisation and the student chases a random projection of the "
-                "teacher. Pass module=regressor to the LossTerm."
-            )
+            raise engine.fail("hint_term.no_module", name=name)
         params = [p for p in term.module.parameters() if p.requires_grad]
         if not params:
-            raise AssertionError(f"{name}: term.module has no trainable parameters; it should be the regressor.")
+            raise engine.fail("hint_term.module_not_trainable", name=name)
         with torch.no_grad():
             t_out = dict(feature_extractor(teacher, [feature])(x))
         s_out = dict(feature_extractor(student, [feature])(x))
@@ -318,15 +258,13 @@ def check_hint_term(fn: Callable) -> None:
 
         def hint(error):
             if isinstance(error, KeyError):
-                return (f"student_out and teacher_out are dicts keyed by layer name; each holds 'logits' and the "
-                        f"layers of the term's features, here {feature!r}: read student_out[feature] and "
-                        "teacher_out[feature] with the `feature` passed in (not a name of your own).")
+                return engine.mistake("hint_term.key_error", feature=f"{feature!r}")
             return _regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),)) or (
-                f"The student's {feature!r} features are {s_shape}, the teacher's {t_shape}: the regressor maps "
-                "the student's channels (shape[1]) onto the teacher's, so apply it to student_out[feature].")
+                engine.mistake("hint_term.wrong_layer_shapes", feature=f"{feature!r}", s_shape=s_shape,
+                               t_shape=t_shape))
 
-        value = _call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets", hint=hint)
-        value = _scalar_output(f"{name}(...).fn", "student_out, teacher_out, targets", value, len(x))
+        value = engine.call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets", hint=hint)
+        value = engine.scalar_output(f"{name}(...).fn", "student_out, teacher_out, targets", value, len(x))
         try:
             expected = losses.hint_loss(s_out[feature], t_out[feature], term.module)
         except Exception as error:  # term.module is not a regressor from the student's shape to the teacher's
@@ -337,24 +275,14 @@ def check_hint_term(fn: Callable) -> None:
                    or "Build ONE regressor from the two shapes (make_regressor(student_shape, teacher_shape)), "
                       "use it in fn and pass it as module.")
             ) from None
-        if not _close(value, expected):
-            if _close(value, weight * expected):
-                raise AssertionError(
-                    f"{name}: fn returns weight x the hint loss; train() multiplies by term.weight already, so "
-                    "the weight would count twice. Return the plain hint loss from fn."
-                )
-            raise AssertionError(
-                f"{name}: fn returned {_fmt(value)}, but hint_loss(student_out[{feature!r}], "
-                f"teacher_out[{feature!r}], term.module) is {_fmt(expected)}. Does fn use the same regressor "
-                "that you pass as module? Build ONE regressor and use it in both places."
-            )
+        if not engine.close(value, expected):
+            if engine.close(value, weight * expected):
+                raise engine.fail("hint_term.weight_twice", name=name)
+            raise engine.fail("hint_term.other_regressor_in_fn", name=name, value=fmt(value), feature=f"{feature!r}",
+                              expected=fmt(expected))
         grads = torch.autograd.grad(value, params, allow_unused=True)
         if any(g is None or not g.abs().sum() > 0 for g in grads):
-            raise AssertionError(
-                f"{name}: fn's value does not depend on term.module's parameters: the regressor handed to "
-                "the optimizer is not the one used in the loss. Build ONE regressor, use it in fn and pass it "
-                "as module."
-            )
+            raise engine.fail("hint_term.module_not_used", name=name)
     print(f"✓ {name} builds a hint term on {feature!r} whose regressor is trained with the student.")
 
 
@@ -362,10 +290,10 @@ def check_hint_term(fn: Callable) -> None:
 
 # (feature, p): feature maps with negative values, so |A|^p and A^p differ for odd p.
 _AT_MAP_INPUTS = [
-    (_randn(3, 5, 4, 4, seed=30), 2.0),
-    (_randn(2, 3, 3, 3, seed=31), 1.0),
-    (_randn(3, 5, 4, 4, seed=30), 3.0),
-    (_randn(4, 2, 2, 2, seed=32), 2.0),
+    (randn(3, 5, 4, 4, seed=30), 2.0),
+    (randn(2, 3, 3, 3, seed=31), 1.0),
+    (randn(3, 5, 4, 4, seed=30), 3.0),
+    (randn(4, 2, 2, 2, seed=32), 2.0),
 ]
 
 
@@ -375,21 +303,21 @@ def _q(a: torch.Tensor, p: float, reduce: str = "mean", absolute: bool = True) -
     return (q.mean(1) if reduce == "mean" else q.sum(1)).flatten(1)
 
 
-def _attention_variants() -> list[_Variant]:
+def _attention_variants() -> list[engine.Variant]:
     norm = lambda q: F.normalize(q, dim=1)  # noqa: E731
     m = "attention_map."
     return [
-        _accepted(lambda a, p: norm(_q(a, p))),
-        _row(m + "ignores_p", lambda a, p: norm(_q(a, 2))),
-        _row(m + "no_abs", lambda a, p: norm(_q(a, p, absolute=False))),
-        _row(m + "not_normalised", lambda a, p: _q(a, p)),
-        _row(m + "not_normalised", lambda a, p: _q(a, p, "sum")),
-        _row(m + "l1_norm", lambda a, p: F.normalize(_q(a, p), p=1, dim=1)),
-        _row(m + "batch_norm", lambda a, p: _q(a, p) / _q(a, p).norm()),
-        _row(m + "normalised_over_batch", lambda a, p: F.normalize(_q(a, p), dim=0)),
-        _row(m + "softmax", lambda a, p: torch.softmax(_q(a, p), dim=1)),
-        _row(m + "max", lambda a, p: _q(a, p) / _q(a, p).amax(1, keepdim=True)),
-        _Variant((m + "not_normalised", m + "no_abs"), lambda a, p: _q(a, p, absolute=False)),
+        accepted(lambda a, p: norm(_q(a, p))),
+        row(m + "ignores_p", lambda a, p: norm(_q(a, 2))),
+        row(m + "no_abs", lambda a, p: norm(_q(a, p, absolute=False))),
+        row(m + "not_normalised", lambda a, p: _q(a, p)),
+        row(m + "not_normalised", lambda a, p: _q(a, p, "sum")),
+        row(m + "l1_norm", lambda a, p: F.normalize(_q(a, p), p=1, dim=1)),
+        row(m + "batch_norm", lambda a, p: _q(a, p) / _q(a, p).norm()),
+        row(m + "normalised_over_batch", lambda a, p: F.normalize(_q(a, p), dim=0)),
+        row(m + "softmax", lambda a, p: torch.softmax(_q(a, p), dim=1)),
+        row(m + "max", lambda a, p: _q(a, p) / _q(a, p).amax(1, keepdim=True)),
+        engine.Variant((m + "not_normalised", m + "no_abs"), lambda a, p: _q(a, p, absolute=False)),
     ]
 
 
@@ -407,35 +335,33 @@ def _attention_map_hints(case: tuple, out) -> dict:
     }
 
 
-ATTENTION_MAP = _Exercise(
+ATTENTION_MAP = engine.Exercise(
     "attention_map", losses.attention_map, _AT_MAP_INPUTS,
     show=lambda c: f"feature of shape {tuple(c[0].shape)}, p={c[1]:g}", variants=_attention_variants,
     success="{name} matches the reference on {n} test cases (p = 1, 2, 3; 2 to 5 channels).",
-    fallback=_first_row_fallback("compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."),
-    output=_tensor_like(lambda c: (len(c[0]), c[0].shape[2] * c[0].shape[3]), _attention_map_hints),
+    fallback=engine.first_row_fallback("compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."),
+    output=engine.tensor_like(lambda c: (len(c[0]), c[0].shape[2] * c[0].shape[3]), _attention_map_hints),
     reference_name='kdcourse.losses.attention_map',
 )
 
 
-def check_attention_map(fn: Callable) -> None:
-    """Check ``fn(feature, p)`` -> ``(N, H*W)`` maps :math:`\\mathrm{vec}(\\sum_c |A_c|^p)`, each
+check_attention_map = engine.checker(ATTENTION_MAP, """
+    Check ``fn(feature, p)`` -> ``(N, H*W)`` maps :math:`\\mathrm{vec}(\\sum_c |A_c|^p)`, each
     with unit L2 norm, against :func:`kdcourse.losses.attention_map`.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(ATTENTION_MAP, fn)
+    """)
 
 
 # ------------------------------------------------------------------ attention_transfer_loss
 
 # (student feature, teacher feature, p): different widths, the same spatial size.
 _AT_LOSS_INPUTS = [
-    (_randn(4, 3, 4, 4, seed=40), _randn(4, 8, 4, 4, seed=41) * 3.0, 2.0),
-    (_randn(3, 2, 2, 2, seed=42) * 0.2, _randn(3, 5, 2, 2, seed=43), 2.0),
-    (_randn(2, 4, 3, 3, seed=44), _randn(2, 6, 3, 3, seed=45), 1.0),
+    (randn(4, 3, 4, 4, seed=40), randn(4, 8, 4, 4, seed=41) * 3.0, 2.0),
+    (randn(3, 2, 2, 2, seed=42) * 0.2, randn(3, 5, 2, 2, seed=43), 2.0),
+    (randn(2, 4, 3, 3, seed=44), randn(2, 6, 3, 3, seed=45), 1.0),
 ]
 
 
-def _at_loss_variants() -> list[_Variant]:
+def _at_loss_variants() -> list[engine.Variant]:
     am = losses.attention_map
 
     def diff(s, t, p):
@@ -443,42 +369,37 @@ def _at_loss_variants() -> list[_Variant]:
 
     m = "attention_transfer_loss."
     return [
-        _accepted(lambda s, t, p: diff(s, t, p).pow(2).mean()),
-        _row(m + "sum", lambda s, t, p: diff(s, t, p).pow(2).sum()),
-        _row(m + "sum_over_positions", lambda s, t, p: diff(s, t, p).pow(2).sum(1).mean()),
-        _row(m + "norm_not_square", lambda s, t, p: diff(s, t, p).norm(dim=1).mean()),
-        _row(m + "l1", lambda s, t, p: diff(s, t, p).abs().mean()),
-        _row(m + "not_normalised", lambda s, t, p: (_q(s, p) - _q(t, p)).pow(2).mean()),
-        _row(m + "not_normalised", lambda s, t, p: (_q(s, p, "sum") - _q(t, p, "sum")).pow(2).mean()),
-        _row(m + "ignores_p", lambda s, t, p: (am(s, 2.0) - am(t, 2.0)).pow(2).mean()),
-        _Variant((m + "not_normalised", m + "ignores_p_in_power"), lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
+        accepted(lambda s, t, p: diff(s, t, p).pow(2).mean()),
+        row(m + "sum", lambda s, t, p: diff(s, t, p).pow(2).sum()),
+        row(m + "sum_over_positions", lambda s, t, p: diff(s, t, p).pow(2).sum(1).mean()),
+        row(m + "norm_not_square", lambda s, t, p: diff(s, t, p).norm(dim=1).mean()),
+        row(m + "l1", lambda s, t, p: diff(s, t, p).abs().mean()),
+        row(m + "not_normalised", lambda s, t, p: (_q(s, p) - _q(t, p)).pow(2).mean()),
+        row(m + "not_normalised", lambda s, t, p: (_q(s, p, "sum") - _q(t, p, "sum")).pow(2).mean()),
+        row(m + "ignores_p", lambda s, t, p: (am(s, 2.0) - am(t, 2.0)).pow(2).mean()),
+        engine.Variant((m + "not_normalised", m + "ignores_p_in_power"), lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
     ]
 
 
 def _at_loss_fallback(exercise, name, out, e, case) -> str:
     s, t, p = case
-    return (f"{name}(student {tuple(s.shape)}, teacher {tuple(t.shape)}, p={p:g}) returned "
-            f"{_fmt(out)}, expected {_fmt(e)}{_ratio(e, out)}. No classic mistake explains this; compare "
-            "with (attention_map(s, p) - attention_map(t, p)).pow(2).mean(). If your check of "
-            "attention_map passed, call that function here.")
+    return (engine.mistake("attention_transfer_loss.unexplained", name=name, student=tuple(s.shape),
+                           teacher=tuple(t.shape), p=f"{p:g}", out=fmt(out), expected=fmt(e),
+                           ratio=engine.ratio(e, out)))
 
 
-ATTENTION_TRANSFER_LOSS = _Exercise(
+ATTENTION_TRANSFER_LOSS = engine.Exercise(
     "attention_transfer_loss", losses.attention_transfer_loss, _AT_LOSS_INPUTS,
     show=lambda c: f"student {tuple(c[0].shape)}, teacher {tuple(c[1].shape)}, p={c[2]:g}",
     variants=_at_loss_variants, success="{name} matches the reference on {n} test cases (different widths, p = 1 and 2).",
-    fallback=_at_loss_fallback, on_match=_gradient_to("the student's features"),
+    fallback=_at_loss_fallback, on_match=engine.gradient_to("the student's features"),
     call_error=lambda c: (
-        f"Teacher and student have different channel counts ({c[0].shape[1]} vs {c[1].shape[1]}): "
-        "compare their attention MAPS, attention_map(student_feature, p) and "
-        "attention_map(teacher_feature, p), which have one value per position whatever the width."),
+        engine.mistake("attention_transfer_loss.maps_not_features", c_student=c[0].shape[1], c_teacher=c[1].shape[1])),
     reference_name='kdcourse.losses.attention_transfer_loss',
 )
 
 
-def check_attention_transfer_loss(fn: Callable) -> None:
-    """Check ``fn(student_feature, teacher_feature, p)`` against
+check_attention_transfer_loss = engine.checker(ATTENTION_TRANSFER_LOSS, """
+    Check ``fn(student_feature, teacher_feature, p)`` against
     :func:`kdcourse.losses.attention_transfer_loss` (teacher and student of different widths).
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(ATTENTION_TRANSFER_LOSS, fn)
+    """)

@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .engine import Exercise, at_case
-from .engine import check as _check
-from .engine import row as _row
-from .logits import _IN_PLACE, _call, _close, _fmt, _generic
+from . import engine
+from .engine import fmt, row
+from .logits import _IN_PLACE, _call, _close
 
 __all__ = [
     "EXERCISES",
@@ -32,10 +31,8 @@ __all__ = [
     "check_renormalize_top_k",
 ]
 
-_NAN_HINT = ("a log of zero or of a negative number, or an exp() that overflows: work with "
-             "torch.log_softmax / torch.softmax, which are stable")
-_KL_DIV_NAN = ("usually F.kl_div given log-probabilities as its target without log_target=True: it then "
-               "takes the log of negative numbers. Pass log_target=True, or give it probabilities")
+_NAN_HINT = engine.mistake("renormalize_top_k.nan_from_log")
+_KL_DIV_NAN = engine.mistake("masked_token_kd.nan_from_kl_div")
 
 
 # ------------------------------------------------------------------ fixed inputs
@@ -74,22 +71,22 @@ def _token_mean(x, mask):
 
 
 _KD_MISTAKES = (
-    _row("masked_token_kd.no_mask", lambda s, t, m, T: _per_token_kl(s, t, T).mean() * T * T),
-    _row("masked_token_kd.masked_but_all_positions",
+    row("masked_token_kd.no_mask", lambda s, t, m, T: _per_token_kl(s, t, T).mean() * T * T),
+    row("masked_token_kd.masked_but_all_positions",
          lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / m.numel() * T * T),
-    _row("masked_token_kd.per_sequence",
+    row("masked_token_kd.per_sequence",
          lambda s, t, m, T: ((_per_token_kl(s, t, T) * m).sum(1) / m.sum(1)).mean() * T * T),
-    _row("masked_token_kd.per_batch", lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / s.shape[0] * T * T),
-    _row("masked_token_kd.vocab_mean", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) / s.shape[-1] * T * T),
-    _row("masked_token_kd.no_T2", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m)),
-    _row("masked_token_kd.reversed", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T, reverse=True), m) * T * T),
-    _row("masked_token_kd.no_temperature", lambda s, t, m, T: _token_mean(_per_token_kl(s, t), m) * T * T),
-    _row("masked_token_kd.cross_entropy",
+    row("masked_token_kd.per_batch", lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() / s.shape[0] * T * T),
+    row("masked_token_kd.vocab_mean", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) / s.shape[-1] * T * T),
+    row("masked_token_kd.no_T2", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m)),
+    row("masked_token_kd.reversed", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T, reverse=True), m) * T * T),
+    row("masked_token_kd.no_temperature", lambda s, t, m, T: _token_mean(_per_token_kl(s, t), m) * T * T),
+    row("masked_token_kd.cross_entropy",
          lambda s, t, m, T: _token_mean(-(F.softmax(t / T, -1) * F.log_softmax(s / T, -1)).sum(-1), m) * T * T),
-    _row("masked_token_kd.inverted_mask", lambda s, t, m, T: (_per_token_kl(s, t, T) * ~m).sum() / m.sum() * T * T),
-    _row("masked_token_kd.sum", lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() * T * T),
-    _row("masked_token_kd.T_not_T2", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) * T),
-    _row("masked_token_kd.wrong_dim",
+    row("masked_token_kd.inverted_mask", lambda s, t, m, T: (_per_token_kl(s, t, T) * ~m).sum() / m.sum() * T * T),
+    row("masked_token_kd.sum", lambda s, t, m, T: (_per_token_kl(s, t, T) * m).sum() * T * T),
+    row("masked_token_kd.T_not_T2", lambda s, t, m, T: _token_mean(_per_token_kl(s, t, T), m) * T),
+    row("masked_token_kd.wrong_dim",
          lambda s, t, m, T: _token_mean((F.softmax(t / T, 1) * (F.log_softmax(t / T, 1) - F.log_softmax(s / T, 1)))
                                            .sum(-1), m) * T * T),
 )
@@ -99,19 +96,19 @@ _KD_MISTAKES = (
 # ------------------------------------------------------------------ reverse KL
 
 _REVERSE_MISTAKES = (
-    _row("reverse_kl.forward", lambda s, t, m: _token_mean(_per_token_kl(s, t), m)),
-    _row("reverse_kl.no_mask", lambda s, t, m: _per_token_kl(s, t, reverse=True).mean()),
-    _row("reverse_kl.per_sequence", lambda s, t, m: ((_per_token_kl(s, t, reverse=True) * m).sum(1) / m.sum(1)).mean()),
-    _row("reverse_kl.sign",
+    row("reverse_kl.forward", lambda s, t, m: _token_mean(_per_token_kl(s, t), m)),
+    row("reverse_kl.no_mask", lambda s, t, m: _per_token_kl(s, t, reverse=True).mean()),
+    row("reverse_kl.per_sequence", lambda s, t, m: ((_per_token_kl(s, t, reverse=True) * m).sum(1) / m.sum(1)).mean()),
+    row("reverse_kl.sign",
          lambda s, t, m: _token_mean((F.softmax(t, -1) * (F.log_softmax(s, -1) - F.log_softmax(t, -1))).sum(-1), m)),
-    _row("reverse_kl.masked_but_all_positions",
+    row("reverse_kl.masked_but_all_positions",
          lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / m.numel()),
-    _row("reverse_kl.per_batch", lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / s.shape[0]),
-    _row("reverse_kl.sum", lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum()),
-    _row("reverse_kl.vocab_mean", lambda s, t, m: _token_mean(_per_token_kl(s, t, reverse=True), m) / s.shape[-1]),
-    _row("reverse_kl.cross_entropy",
+    row("reverse_kl.per_batch", lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum() / s.shape[0]),
+    row("reverse_kl.sum", lambda s, t, m: (_per_token_kl(s, t, reverse=True) * m).sum()),
+    row("reverse_kl.vocab_mean", lambda s, t, m: _token_mean(_per_token_kl(s, t, reverse=True), m) / s.shape[-1]),
+    row("reverse_kl.cross_entropy",
          lambda s, t, m: _token_mean(-(F.softmax(s, -1) * F.log_softmax(t, -1)).sum(-1), m)),
-    _row("reverse_kl.student_weights_missing",
+    row("reverse_kl.student_weights_missing",
          lambda s, t, m: _token_mean((F.log_softmax(s, -1) - F.log_softmax(t, -1)).sum(-1), m)),
 )
 
@@ -127,13 +124,13 @@ _TOPK_CASES = ((_top_log_probs(_TEACHER, 3),), (_top_log_probs(_TEACHER_B, 5),),
                (_top_log_probs(torch.tensor([[[900.0, 890.0, 0.0, -5.0]]]), 2),))
 
 _TOPK_MISTAKES = (
-    _row("renormalize_top_k.not_renormalized", lambda lp: lp.exp()),
-    _row("renormalize_top_k.tail_spread", lambda lp: lp.exp() + (1 - lp.exp().sum(-1, keepdim=True)) / lp.shape[-1]),
-    _row("renormalize_top_k.tail_to_top",
+    row("renormalize_top_k.not_renormalized", lambda lp: lp.exp()),
+    row("renormalize_top_k.tail_spread", lambda lp: lp.exp() + (1 - lp.exp().sum(-1, keepdim=True)) / lp.shape[-1]),
+    row("renormalize_top_k.tail_to_top",
          lambda lp: lp.exp() + F.pad(1 - lp.exp().sum(-1, keepdim=True), (0, lp.shape[-1] - 1))),
-    _row("renormalize_top_k.log_space", lambda lp: F.log_softmax(lp, -1)),
-    _row("renormalize_top_k.wrong_dim", lambda lp: F.softmax(lp, 0)),
-    _row("renormalize_top_k.log_prob_ratio", lambda lp: lp / lp.sum(-1, keepdim=True)),
+    row("renormalize_top_k.log_space", lambda lp: F.log_softmax(lp, -1)),
+    row("renormalize_top_k.wrong_dim", lambda lp: F.softmax(lp, 0)),
+    row("renormalize_top_k.log_prob_ratio", lambda lp: lp / lp.sum(-1, keepdim=True)),
 )
 
 
@@ -147,34 +144,29 @@ def _output(reference: Callable, nan_hint: str, scalar: bool = True) -> Callable
     def output(name: str, shown: str, out, case: tuple):
         __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
         expected = reference(*case)
-        if not isinstance(out, torch.Tensor):
-            hint = " Did you call `.item()` or `float(...)`? Return the tensor so gradients can flow." \
-                if isinstance(out, (float, int)) else ""
-            if out is None:
-                hint = " Did you forget the `return` statement?"
-            raise AssertionError(f"{name}({shown}) returned a {type(out).__name__}, expected a torch.Tensor.{hint}")
+        out = engine.tensor_output(name, shown, out, finite=False)
         if out.shape != expected.shape:
             what = "a loss must be a scalar (shape ()): average over the real tokens" if scalar else \
                 f"expected {tuple(expected.shape)}, one value per cached candidate"
             raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; {what}.")
         if not torch.isfinite(out).all() and torch.isfinite(expected).all():
-            raise AssertionError(f"{name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}.")
+            raise engine.fail("masked_token_kd.not_finite", name=name, shown=shown, nan_hint=nan_hint)
         return out
     return output
 
 
 def _loss_fallback(formula: str) -> Callable:
-    return lambda exercise, name, out, e, case: (_generic(name, exercise.show(case), e, out)
+    return lambda exercise, name, out, e, case: (engine.generic(name, exercise.show(case), e, out)
                                                  + f"\n  The formula: {formula}.")
 
 
 def _rows_fallback(exercise, name, out, e, case) -> str:
     """Where a tensor is off: the row that differs most, and the formula."""
     got, want = out.detach().reshape(-1, out.shape[-1]), e.reshape(-1, e.shape[-1])
-    row = int((got - want).abs().amax(-1).argmax())
-    return (f"{name}({exercise.show(case)}) returned the right shape but other values; in row {row} of the flattened "
-            f"output: got {_fmt(got[row])} (sum {float(got[row].sum()):.4g}), expected {_fmt(want[row])} "
-            f"(sum {float(want[row].sum()):.4g}). No classic mistake explains this."
+    worst = int((got - want).abs().amax(-1).argmax())
+    return (f"{name}({exercise.show(case)}) returned the right shape but other values; in row {worst} of the flattened "
+            f"output: got {fmt(got[worst])} (sum {float(got[worst].sum()):.4g}), expected {fmt(want[worst])} "
+            f"(sum {float(want[worst].sum()):.4g}). No classic mistake explains this."
             "\n  The formula: p_j / sum_{i <= k} p_i with p = exp(top_log_probs).")
 
 
@@ -185,22 +177,16 @@ def _real_tokens_only(exercise, name: str, fn: Callable) -> None:
     s = case[0].clone().requires_grad_(True)
     out = _call(fn, name, (s, *case[1:]), exercise.show(case))
     if not out.requires_grad:
-        raise AssertionError(
-            f"{name} returns the right value but no gradient flows back to the student's logits: did you use "
-            ".detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.")
+        raise engine.fail("masked_token_kd.no_gradient", name=name)
     out.backward()
     padded = ~case[2]
     if s.grad[padded].abs().max() > 0:
-        raise AssertionError(f"{name} returns the right value, but padded positions receive a gradient: "
-                             "mask the per-token values (multiply by the mask) before summing.")
+        raise engine.fail("masked_token_kd.padded_gradient", name=name)
     s_ref = case[0].clone().requires_grad_(True)
     exercise.reference(s_ref, *case[1:]).backward()
     if not _close(s.grad, s_ref.grad):
-        raise AssertionError(
-            f"{name} returns the right value, but its gradient with respect to the student's logits is not "
-            f"the loss's (norm {float(s.grad.norm()):.3g}, expected {float(s_ref.grad.norm()):.3g}): part of "
-            "the student's computation is detached (.detach(), .data, or a value computed under no_grad), "
-            "so training would follow the wrong direction. Keep every student term in the graph.")
+        raise engine.fail("masked_token_kd.detached_part", name=name, norm=f"{float(s.grad.norm()):.3g}",
+                          expected_norm=f"{float(s_ref.grad.norm()):.3g}")
 
 
 def _token_kd(s, t, m, T):
@@ -217,33 +203,33 @@ def _renormalized(lp):
 
 _LOSS_SUCCESS = "{name} matches the reference on {n} cases, and its gradient reaches the real tokens only, as the reference's does."
 
-MASKED_TOKEN_KD = Exercise(
+MASKED_TOKEN_KD = engine.Exercise(
     "masked_token_kd", _token_kd,
     ((_STUDENT, _TEACHER, _MASK, 1.0), (_STUDENT, _TEACHER, _MASK, 2.0),
      (_STUDENT_B, _TEACHER_B, _MASK_B, 4.0), (_STUDENT_B, _TEACHER_B, _FULL_B, 1.0)),
     show=_show_kd, variants=lambda: list(_KD_MISTAKES), success=_LOSS_SUCCESS,
     fallback=_loss_fallback("T^2 * sum over real tokens of KL(p_t || p_s), divided by the number of real tokens"),
-    output=_output(_token_kd, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+    output=_output(_token_kd, _KL_DIV_NAN), on_match=_real_tokens_only, quote=engine.at_case,
     in_place=_IN_PLACE,
     reference_name='kdcourse.losses.token_kd_loss',
 )
 
-REVERSE_KL = Exercise(
+REVERSE_KL = engine.Exercise(
     "reverse_kl", _reverse_kl,
     ((_STUDENT, _TEACHER, _MASK), (_STUDENT_B, _TEACHER_B, _MASK_B), (_STUDENT_B, _TEACHER_B, _FULL_B)),
     show=_show_kd, variants=lambda: list(_REVERSE_MISTAKES), success=_LOSS_SUCCESS,
     fallback=_loss_fallback("sum over real tokens of sum_v q_s,v (log q_s,v - log p_t,v), divided by the number "
                             "of real tokens"),
-    output=_output(_reverse_kl, _KL_DIV_NAN), on_match=_real_tokens_only, quote=at_case,
+    output=_output(_reverse_kl, _KL_DIV_NAN), on_match=_real_tokens_only, quote=engine.at_case,
     in_place=_IN_PLACE,
     reference_name="kdcourse.losses.token_kd_loss(divergence='reverse')",
 )
 
-RENORMALIZE_TOP_K = Exercise(
+RENORMALIZE_TOP_K = engine.Exercise(
     "renormalize_top_k", _renormalized, _TOPK_CASES,
     show=lambda case: f"top-k log-probabilities of shape {tuple(case[0].shape)}",
     variants=lambda: list(_TOPK_MISTAKES), success="{name} matches the reference on {n} cases.",
-    fallback=_rows_fallback, output=_output(_renormalized, _NAN_HINT, scalar=False), quote=at_case,
+    fallback=_rows_fallback, output=_output(_renormalized, _NAN_HINT, scalar=False), quote=engine.at_case,
     in_place=_IN_PLACE,
     reference_name='a softmax over the top-k log-probabilities',
 )
@@ -252,26 +238,20 @@ EXERCISES = {e.name: e for e in (MASKED_TOKEN_KD, REVERSE_KL, RENORMALIZE_TOP_K)
 """Every exercise of lesson 09, by name."""
 
 
-def check(exercise: Exercise | str, fn: Callable) -> None:
+def check(exercise: engine.Exercise | str, fn: Callable) -> None:
     """Run ``fn`` on every case of ``exercise`` (or its name): one ✓ line when right, else
     ``AssertionError`` naming the mistake that reproduces the learner's outputs."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(EXERCISES[exercise] if isinstance(exercise, str) else exercise, fn)
+    engine.check(EXERCISES[exercise] if isinstance(exercise, str) else exercise, fn)
 
 
-def check_masked_token_kd(fn: Callable) -> None:
-    """Check ``fn(student_logits, teacher_logits, mask, T)`` against ``token_kd_loss(..., T=T)``."""
-    __tracebackhide__ = True
-    check(MASKED_TOKEN_KD, fn)
+check_masked_token_kd = engine.checker(MASKED_TOKEN_KD, """
+    Check ``fn(student_logits, teacher_logits, mask, T)`` against ``token_kd_loss(..., T=T)``.""")
 
 
-def check_reverse_kl(fn: Callable) -> None:
-    """Check ``fn(student_logits, teacher_logits, mask)`` against ``token_kd_loss(..., divergence="reverse")``."""
-    __tracebackhide__ = True
-    check(REVERSE_KL, fn)
+check_reverse_kl = engine.checker(REVERSE_KL, """
+    Check ``fn(student_logits, teacher_logits, mask)`` against ``token_kd_loss(..., divergence="reverse")``.""")
 
 
-def check_renormalize_top_k(fn: Callable) -> None:
-    """Check ``fn(top_log_probs)`` (``(..., k)`` cached log-probabilities) returns them renormalised."""
-    __tracebackhide__ = True
-    check(RENORMALIZE_TOP_K, fn)
+check_renormalize_top_k = engine.checker(RENORMALIZE_TOP_K, """
+    Check ``fn(top_log_probs)`` (``(..., k)`` cached log-probabilities) returns them renormalised.""")

@@ -20,15 +20,7 @@ import torch.nn.functional as F
 
 from .. import losses
 from . import engine
-from .engine import Exercise as _Exercise
-from .engine import Variant as _Variant
-from .engine import accepted as _accepted
-from .engine import check as _check
-from .engine import fmt as _fmt
-from .engine import generic as _generic
-from .engine import row as _row
-from .engine import tensor_like as _tensor_like
-from .engine import tensor_output as _tensor_output
+from .engine import accepted, fmt, row
 
 __all__ = [
     "check_softmax_with_temperature",
@@ -123,47 +115,46 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _check_output(name: str, shown: str, out, expected: torch.Tensor) -> torch.Tensor:
     """Type and shape checks for a function that returns one tensor shaped like its input."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    return _tensor_output(name, shown, out, expected.shape, finite=False, numpy_hint=_NUMPY_HINT)
+    return engine.tensor_output(name, shown, out, expected.shape, finite=False, numpy_hint=_NUMPY_HINT)
 
 
-_shaped_like_input = _tensor_like(lambda case: case[0].shape, finite=False, numpy_hint=_NUMPY_HINT)
+_shaped_like_input = engine.tensor_like(lambda case: case[0].shape, finite=False, numpy_hint=_NUMPY_HINT)
 
 
 # ------------------------------------------------------------------ softmax with temperature
 
 
-def _softmax_variants() -> list[_Variant]:
+def _softmax_variants() -> list[engine.Variant]:
     m = "softmax_with_temperature."
     return [
-        _accepted(lambda z, T: torch.softmax(z / T, -1)),
-        _row(m + "no_temperature", lambda z, T: torch.softmax(z, -1)),
-        _row(m + "multiplied_by_t", lambda z, T: torch.softmax(z * T, -1)),
-        _row(m + "divided_twice", lambda z, T: torch.softmax(z / T ** 2, -1)),
-        _row(m + "divided_after", lambda z, T: torch.softmax(z, -1) / T),
-        _row(m + "log_probabilities", lambda z, T: torch.log_softmax(z / T, -1)),
-        _row(m + "not_normalised", lambda z, T: torch.exp(z / T)),
-        _row(m + "whole_tensor_sum", lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum()),
-        _row(m + "whole_tensor_sum_no_temperature", lambda z, T: torch.exp(z) / torch.exp(z).sum()),
-        _row(m + "no_softmax", lambda z, T: z / T),
-        _row(m + "over_batch", lambda z, T: torch.softmax(z / T, 0)),
-        _row(m + "over_batch_no_temperature", lambda z, T: torch.softmax(z, 0)),
+        accepted(lambda z, T: torch.softmax(z / T, -1)),
+        row(m + "no_temperature", lambda z, T: torch.softmax(z, -1)),
+        row(m + "multiplied_by_t", lambda z, T: torch.softmax(z * T, -1)),
+        row(m + "divided_twice", lambda z, T: torch.softmax(z / T ** 2, -1)),
+        row(m + "divided_after", lambda z, T: torch.softmax(z, -1) / T),
+        row(m + "log_probabilities", lambda z, T: torch.log_softmax(z / T, -1)),
+        row(m + "not_normalised", lambda z, T: torch.exp(z / T)),
+        row(m + "whole_tensor_sum", lambda z, T: torch.exp(z / T) / torch.exp(z / T).sum()),
+        row(m + "whole_tensor_sum_no_temperature", lambda z, T: torch.exp(z) / torch.exp(z).sum()),
+        row(m + "no_softmax", lambda z, T: z / T),
+        row(m + "over_batch", lambda z, T: torch.softmax(z / T, 0)),
+        row(m + "over_batch_no_temperature", lambda z, T: torch.softmax(z, 0)),
     ]
 
 
 def _softmax_fallback(exercise, name, out, expected, case) -> str:
     z, T = case
     sums = out.detach().sum(-1)
-    extra = "" if torch.allclose(sums, torch.ones_like(sums), atol=1e-4) else f" Its rows sum to {_fmt(sums)}, not 1."
-    return (f"{name}(logits={_fmt(z[0])}..., T={T:g}) returned first row {_fmt(out[0])}, expected "
-            f"{_fmt(expected[0])}.{extra} No classic mistake explains this; "
-            "compare your code with q_i = exp(z_i / T) / sum_j exp(z_j / T).")
+    extra = "" if torch.allclose(sums, torch.ones_like(sums), atol=1e-4) else f" Its rows sum to {fmt(sums)}, not 1."
+    return (engine.mistake("softmax_with_temperature.unexplained", name=name, first=fmt(z[0]), temperature=f"{T:g}",
+                           got=fmt(out[0]), expected=fmt(expected[0]), extra=extra))
 
 
 def _softmax_edges(exercise, name: str, fn: Callable) -> None:
     """Once the formula is right: one example (a 1-D tensor), then logits around 1000."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     z, T = _SOFTMAX_VECTOR
-    shown = f"a single vector of logits {_fmt(z)}, T={T:g}"
+    shown = f"a single vector of logits {fmt(z)}, T={T:g}"
     expected = losses.softmax_with_temperature(z, T)
     try:
         out = _call(fn, name, (z, T), shown)
@@ -173,24 +164,19 @@ def _softmax_edges(exercise, name: str, fn: Callable) -> None:
             "softmax over dim=-1, the last dimension, which is the classes in both cases."
         ) from None
     if not _close(_check_output(name, shown, out, expected), expected):
-        raise AssertionError(
-            f"{name}({shown}) returned {_fmt(out)}, expected {_fmt(expected)}: on a 1-D tensor the classes are "
-            "dim=0 = dim=-1. Use dim=-1 so one example and a batch both work."
-        )
+        raise engine.fail("softmax_with_temperature.one_example_dim", name=name, shown=shown, got=fmt(out),
+                          expected=fmt(expected))
     z, T = _SOFTMAX_LARGE
     shown = "logits around 1000, T=1"
     expected = losses.softmax_with_temperature(z, T)
     out = _check_output(name, shown, _call(fn, name, (z, T), shown), expected)
     if not torch.isfinite(out).all():
-        raise AssertionError(
-            f"{name}({shown}) returned {_fmt(out)}: exp(1000) overflows to inf and inf / inf is nan. "
-            "Subtract each row's maximum before the exp (the softmax does not change), or use torch.softmax."
-        )
+        raise engine.fail("softmax_with_temperature.overflow", name=name, shown=shown, got=fmt(out))
     if not _close(out, expected):
-        raise AssertionError(_generic(name, shown, expected, out))
+        raise AssertionError(engine.generic(name, shown, expected, out))
 
 
-SOFTMAX_WITH_TEMPERATURE = _Exercise(
+SOFTMAX_WITH_TEMPERATURE = engine.Exercise(
     "softmax_with_temperature", losses.softmax_with_temperature, _SOFTMAX_INPUTS,
     show=lambda c: f"logits of shape {tuple(c[0].shape)}, T={c[1]:g}", variants=_softmax_variants,
     success=f"{{name}} matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
@@ -200,14 +186,12 @@ SOFTMAX_WITH_TEMPERATURE = _Exercise(
 )
 
 
-def check_softmax_with_temperature(fn: Callable) -> None:
-    """Check ``fn(logits, T)`` against :func:`kdcourse.losses.softmax_with_temperature`.
+check_softmax_with_temperature = engine.checker(SOFTMAX_WITH_TEMPERATURE, """
+    Check ``fn(logits, T)`` against :func:`kdcourse.losses.softmax_with_temperature`.
 
     Cases: batches of 4x5 and 3x7 logits at T = 0.5, 1, 2, 4, 10, then one 1-D vector of logits
     and logits around 1000 (a naive ``exp`` overflows there).
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(SOFTMAX_WITH_TEMPERATURE, fn)
+    """)
 
 
 # ------------------------------------------------------------------ entropy
@@ -219,24 +203,20 @@ _ENTROPY_INPUTS = [
 ]
 
 
-def _reference_entropy(p: torch.Tensor) -> torch.Tensor:
-    return -torch.special.xlogy(p, p).sum(-1)
-
-
-def _entropy_variants() -> list[_Variant]:
+def _entropy_variants() -> list[engine.Variant]:
     def h(p):
         return -torch.special.xlogy(p, p)
 
     m = "entropy."
     return [
-        _accepted(lambda p: h(p).sum(-1)),
-        _row(m + "bits", lambda p: h(p).sum(-1) / math.log(2)),
-        _row(m + "no_minus", lambda p: -h(p).sum(-1)),
-        _row(m + "mean_over_classes", lambda p: h(p).mean(-1)),
-        _row(m + "sum_over_batch", lambda p: h(p).sum()),
-        _row(m + "mean_over_batch", lambda p: h(p).sum(-1).mean()),
-        _row(m + "sum_over_dim0", lambda p: h(p).sum(0)),
-        _row(m + "no_weights", lambda p: -torch.log(p).sum(-1)),
+        accepted(lambda p: h(p).sum(-1)),
+        row(m + "bits", lambda p: h(p).sum(-1) / math.log(2)),
+        row(m + "no_minus", lambda p: -h(p).sum(-1)),
+        row(m + "mean_over_classes", lambda p: h(p).mean(-1)),
+        row(m + "sum_over_batch", lambda p: h(p).sum()),
+        row(m + "mean_over_batch", lambda p: h(p).sum(-1).mean()),
+        row(m + "sum_over_dim0", lambda p: h(p).sum(0)),
+        row(m + "no_weights", lambda p: -torch.log(p).sum(-1)),
     ]
 
 
@@ -249,32 +229,28 @@ def _entropy_output(name: str, shown: str, out, case: tuple):
 def _entropy_of_zeros(name: str, outputs: list, expected: list) -> str | None:
     """NaN from 0 * log(0) is its own mistake, once the other cases are right."""
     if all(_close(o, e) for o, e in zip(outputs[:2], expected[:2])) and not torch.isfinite(outputs[2]).all():
-        return (f"{name} returns {_fmt(outputs[2])} when some probabilities are exactly 0: 0 * log(0) = 0 * (-inf) "
-                "is nan in floating point. Use torch.special.xlogy(p, p) (which defines 0 log 0 = 0) or "
-                "p * torch.log(p.clamp_min(1e-12)).")
+        return engine.mistake("entropy.nan_at_zero", name=name, got=fmt(outputs[2]))
     return None
 
 
-ENTROPY = _Exercise(
-    "entropy", _reference_entropy, _ENTROPY_INPUTS, show=lambda c: f"probs of shape {tuple(c[0].shape)}",
+ENTROPY = engine.Exercise(
+    "entropy", losses.entropy, _ENTROPY_INPUTS, show=lambda c: f"probs of shape {tuple(c[0].shape)}",
     variants=_entropy_variants,
     success="{name} matches the reference on {n} test cases (including probabilities that are exactly 0).",
     fallback=lambda exercise, name, out, e, case: (
-        f"{name}(probs of shape {tuple(case[0].shape)}) returned {_fmt(out)}, expected {_fmt(e)} (one value per "
+        f"{name}(probs of shape {tuple(case[0].shape)}) returned {fmt(out)}, expected {fmt(e)} (one value per "
         "row). No classic mistake explains this; compare your code with H(p) = -sum_i p_i log p_i over the last "
         "dimension."),
     output=_entropy_output, in_place=_IN_PLACE, diagnose_on=2, before_diagnosis=_entropy_of_zeros,
-    reference_name='the entropy -sum p log p of kdcourse.checks',
+    reference_name='kdcourse.losses.entropy',
 )
 
 
-def check_entropy(fn: Callable) -> None:
-    """Check ``fn(probs)`` -> one entropy (in nats) per row, :math:`H(p) = -\\sum_i p_i \\log p_i`.
+check_entropy = engine.checker(ENTROPY, """
+    Check ``fn(probs)`` -> one entropy (in nats) per row, :math:`H(p) = -\\sum_i p_i \\log p_i`.
 
     The last case holds exact zeros: :math:`0 \\log 0` counts as 0, so a naive ``p * log(p)`` gives nan.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(ENTROPY, fn)
+    """)
 
 
 # ------------------------------------------------------------------ kd_loss
@@ -312,7 +288,7 @@ def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str
     return fn
 
 
-def _kd_variants() -> list[_Variant]:
+def _kd_variants() -> list[engine.Variant]:
     variants = []
     for scale, direction, reduction, temp, form, dim in itertools.product(
         ("ok", "missing_t_squared", "t_not_squared"), ("ok", "reversed_kl"),
@@ -329,7 +305,7 @@ def _kd_variants() -> list[_Variant]:
             mistakes = tuple(k for k in (scale, direction, reduction, temp, form, dim) if k != "ok")
             if dim != "ok" and len(mistakes) > 3:
                 continue  # a wrong softmax dimension is named with at most two other slips
-        variants.append(_Variant(mistakes, _kd_variant(scale, direction, reduction, temp, form, dim)))
+        variants.append(engine.Variant(mistakes, _kd_variant(scale, direction, reduction, temp, form, dim)))
     return variants
 
 
@@ -344,20 +320,15 @@ def _near_usual_temperature(cases: list[tuple]) -> Callable:
 def _scalar_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
     batch = case[0].shape[0]
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    out = _tensor_output(name, shown, out, finite=False)
+    out = engine.tensor_output(name, shown, out, finite=False)
     if out.shape != ():
         if out.dim() == 1 and out.shape[0] == batch:
-            hint = (" That is one value per example: average over the batch (reduction=\"batchmean\": sum "
-                    "over classes, divide by the batch size).")
+            hint = (" " + engine.mistake("kd_loss.one_value_per_example"))
         elif out.dim() == 2:
-            hint = (" That is one value per example and class (reduction=\"none\"): use "
-                    "reduction=\"batchmean\" (sum over classes, mean over examples).")
+            hint = (" " + engine.mistake("kd_loss.one_value_per_class"))
         else:
             hint = " Reduce it to a single number."
-        raise AssertionError(
-            f"{name}({shown}) returned a tensor of shape {tuple(out.shape)}; a loss must be a scalar "
-            f"(shape ()).{hint}"
-        )
+        raise engine.fail("kd_loss.not_a_scalar", name=name, shown=shown, out_shape=tuple(out.shape), hint=hint)
     return out
 
 
@@ -368,18 +339,15 @@ def _reaches_the_student(exercise, name: str, fn: Callable) -> None:
     shown = exercise.show(case)
     out = _call(fn, name, (s, *case[1:]), shown)
     if not out.requires_grad:
-        raise AssertionError(
-            f"{name}({shown}) returns the right value but no gradient flows back to the student's logits: "
-            "did you use .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it."
-        )
+        raise engine.fail("kd_loss.no_gradient", name=name, shown=shown)
 
 
-KD_LOSS = _Exercise(
+KD_LOSS = engine.Exercise(
     "kd_loss", losses.kd_loss, _KD_INPUTS,
     show=lambda c: f"student and teacher logits of shape {tuple(c[0].shape)}, T={c[2]:g}", variants=_kd_variants,
     success="{name} matches the reference on {n} test cases (T = 1, 2, 4, 10; batches of 4x5 and 3x7 logits) and passes "
             "gradients to the student.",
-    fallback=lambda exercise, name, out, e, case: _generic(
+    fallback=lambda exercise, name, out, e, case: engine.generic(
         name, f"logits of shape {tuple(case[0].shape)}, T={case[2]:g}", e, out),
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
     numbers=lambda c: {"T": c[2], "B": c[0].shape[0], "C": c[0].shape[1]}, quote=engine.at_case,
@@ -388,15 +356,13 @@ KD_LOSS = _Exercise(
 )
 
 
-def check_kd_loss(fn: Callable) -> None:
-    """Check ``fn(student_logits, teacher_logits, T)`` against :func:`kdcourse.losses.kd_loss`.
+check_kd_loss = engine.checker(KD_LOSS, """
+    Check ``fn(student_logits, teacher_logits, T)`` against :func:`kdcourse.losses.kd_loss`.
 
     Cases: 4x5 and 3x7 logits at T = 1, 2, 4, 10. The message names the mistake (missing T^2,
     reversed KL, ``reduction="mean"``, probabilities instead of log-probabilities, T on one side
     only, ...) whose value matches the learner's output on every case.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(KD_LOSS, fn)
+    """)
 
 
 # ------------------------------------------------------------------ distillation_loss
@@ -444,7 +410,7 @@ def _hard_term(kind: str, s, t, y, T):
     return F.cross_entropy(s, y)
 
 
-def _distill_variants() -> list[_Variant]:
+def _distill_variants() -> list[engine.Variant]:
     variants = []
     for weights, hard, soft in itertools.product(_WEIGHTS, _HARD, _SOFT_FOR_MIX):
         soft_fn = _kd_variant(*_SOFT_FOR_MIX[soft])
@@ -453,16 +419,16 @@ def _distill_variants() -> list[_Variant]:
             w_soft, w_hard = _WEIGHTS[weights](alpha)
             return w_soft * soft_fn(s, t, T) + w_hard * _hard_term(hard, s, t, y, T)
 
-        variants.append(_Variant(tuple(m for m in (weights, hard, soft) if m != "ok"), fn))
+        variants.append(engine.Variant(tuple(m for m in (weights, hard, soft) if m != "ok"), fn))
     return variants
 
 
-DISTILLATION_LOSS = _Exercise(
+DISTILLATION_LOSS = engine.Exercise(
     "distillation_loss", losses.distillation_loss, _DISTILL_INPUTS,
     show=lambda c: f"logits of shape {tuple(c[0].shape)}, T={c[3]:g}, alpha={c[4]:g}", variants=_distill_variants,
     success="{name} matches the reference on {n} test cases (alpha = 0 to 1, T = 1 to 10, two batches) and passes "
             "gradients to the student.",
-    fallback=lambda exercise, name, out, e, case: _generic(name, exercise.show(case), e, out),
+    fallback=lambda exercise, name, out, e, case: engine.generic(name, exercise.show(case), e, out),
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
     numbers=lambda c: {"T": c[3], "B": c[0].shape[0], "C": c[0].shape[1], "alpha": c[4]}, quote=engine.at_case,
     quoted=_near_usual_temperature(_DISTILL_INPUTS),
@@ -470,13 +436,11 @@ DISTILLATION_LOSS = _Exercise(
 )
 
 
-def check_distillation_loss(fn: Callable) -> None:
-    """Check ``fn(student_logits, teacher_logits, targets, T, alpha)`` against
+check_distillation_loss = engine.checker(DISTILLATION_LOSS, """
+    Check ``fn(student_logits, teacher_logits, targets, T, alpha)`` against
     :func:`kdcourse.losses.distillation_loss`: ``alpha * T^2 KL(p_t || p_s) + (1 - alpha) CE(y, p_s)``.
 
     Cases: alpha = 0, 0.3, 0.5, 0.7, 0.9, 1 and T = 1 to 10 on two batches (in one of them the teacher
     is wrong on an example). Named mistakes: alpha swapped or missing, CE at temperature T, CE
     reduction, teacher labels instead of true labels, and the main soft-term mistakes.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(DISTILLATION_LOSS, fn)
+    """)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..mistakes import resolve
 from ..pitfalls import _DIAGNOSES, MYSTERIES, PITFALLS
+from .engine import fail
 from .fallback import UNANSWERED
 
 __all__ = ["check_diagnosis"]
@@ -28,10 +29,7 @@ def check_diagnosis(mystery: str, answer: str) -> None:
               "place of ... and run both cells again. The lesson goes on without it; section 4 reveals the answers.")
         return
     if not isinstance(answer, str) or not answer.strip():
-        raise AssertionError(
-            f"Write your diagnosis as a string, one of: {', '.join(PITFALLS)} "
-            f"(got {answer!r})."
-        )
+        raise fail("diagnosis.not_a_string", pitfalls=', '.join(PITFALLS), answer=f"{answer!r}")
     name = resolve(answer)  # the accepted spellings: kdcourse.mistakes.CATALOGUE
     if name not in PITFALLS:
         listing = "\n".join(f"  {k!r}: {v}" for k, v in PITFALLS.items())

@@ -16,19 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .engine import Exercise as _Exercise
-from .engine import Variant as _Variant
-from .engine import accepted as _accepted
-from .engine import check as _check
-from .engine import close as _close
-from .engine import compare_with as _compare_with
-from .engine import first_row_fallback as _first_row_fallback
-from .engine import fmt as _fmt
-from .engine import gradient_to as _gradient_to
-from .engine import randn as _randn
-from .engine import ratio as _ratio
-from .engine import row as _row
-from .engine import tensor_like as _tensor_like
+from . import engine
+from .engine import accepted, fmt, randn, row
 
 __all__ = [
     "check_rkd_distance_loss",
@@ -44,11 +33,9 @@ def _scale_invariance(name: str, fn: Callable, s: torch.Tensor, t: torch.Tensor,
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     base = fn(s.clone(), t.clone())
     for label, args in (("the student's", (10.0 * s, t)), ("the teacher's", (s, 0.1 * t))):
-        if not _close(fn(*args), base):
-            raise AssertionError(
-                f"{name} changes when {label} embedding is multiplied by a constant ({_fmt(base)} -> "
-                f"{_fmt(fn(*args))}). {what}"
-            )
+        if not engine.close(fn(*args), base):
+            raise engine.fail("rkd_distance_loss.scale_dependent", name=name, label=label, base=fmt(base),
+                              scaled=fmt(fn(*args)), what=what)
 
 
 # ------------------------------------------------------------------ inputs
@@ -56,12 +43,12 @@ def _scale_invariance(name: str, fn: Callable, s: torch.Tensor, t: torch.Tensor,
 # (student, teacher) embeddings of different widths. In the second case the teacher has an outlier,
 # so some normalised distances differ by more than 1 and the Huber loss is in its linear part
 # (there it differs from the squared error by more than a constant factor).
-_OUTLIER = _randn(6, 4, seed=51)
+_OUTLIER = randn(6, 4, seed=51)
 _OUTLIER[0] += 6.0
 _RKD_INPUTS = [
-    (_randn(5, 3, seed=50), _randn(5, 6, seed=52)),
-    (_randn(6, 2, seed=53), _OUTLIER),
-    (_randn(4, 5, seed=54) * 20.0, _randn(4, 3, seed=55) * 0.1),
+    (randn(5, 3, seed=50), randn(5, 6, seed=52)),
+    (randn(6, 2, seed=53), _OUTLIER),
+    (randn(4, 5, seed=54) * 20.0, randn(4, 3, seed=55) * 0.1),
 ]
 
 
@@ -110,13 +97,13 @@ _RKD_CRIT = {"huber": None, "mse": _D + "mse", "l1": _D + "l1"}
 _RKD_RED = {"full": None, "offdiag": _D + "pairs_only", "sum": _D + "sum"}
 
 
-def _rkd_distance_variants() -> list[_Variant]:
+def _rkd_distance_variants() -> list[engine.Variant]:
     variants = []
     for norm, m1 in _RKD_NORM.items():
         for crit, m2 in _RKD_CRIT.items():
             for red, m3 in _RKD_RED.items():
                 mistakes = tuple(m for m in (m1, m2, m3) if m)
-                variants.append(_Variant(mistakes, _rkd_distance_variant(norm, crit, red)))
+                variants.append(engine.Variant(mistakes, _rkd_distance_variant(norm, crit, red)))
     return variants
 
 
@@ -134,47 +121,38 @@ def _scale_note(what: str) -> Callable:
     return afterword
 
 
-RKD_DISTANCE_LOSS = _Exercise(
+RKD_DISTANCE_LOSS = engine.Exercise(
     "rkd_distance_loss", losses.rkd_distance_loss, _RKD_INPUTS, _pair_shown, _rkd_distance_variants,
     success="{name} matches the reference on {n} test cases (different widths and scales, a teacher with an outlier), "
             "and its gradient is finite.",
-    fallback=_compare_with("compare with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, "
+    fallback=engine.compare_with("compare with F.smooth_l1_loss(d_s / mu_s, d_t / mu_t) over the whole b x b matrices, "
                            "each mu the mean distance over the pairs i != j."),
-    on_match=_gradient_to("the student's embedding"),
+    on_match=engine.gradient_to("the student's embedding"),
     afterword=_scale_note("Normalise each network's distances by their mean."),
     reference_name='kdcourse.losses.rkd_distance_loss',
 )
 
 
-def check_rkd_distance_loss(fn: Callable) -> None:
-    """Check ``fn(student_embedding, teacher_embedding)`` against
+check_rkd_distance_loss = engine.checker(RKD_DISTANCE_LOSS, """
+    Check ``fn(student_embedding, teacher_embedding)`` against
     :func:`kdcourse.losses.rkd_distance_loss`: the Huber loss between the pairwise distance matrices,
     each divided by its mean over the pairs ``i != j``, averaged over all ``b^2`` entries (the zero
     diagonal included), as the RKD authors' code, RepDistiller and mdistiller compute it. Averaging
     over the ``b(b-1)`` pairs ``i != j`` alone is named: it is ``b/(b-1)`` times the reference.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(RKD_DISTANCE_LOSS, fn)
+    """)
 
 
 # ------------------------------------------------------------------ RKD angles
 
 _ANGLE_INPUTS = [
-    (_randn(5, 3, seed=60),),
-    (_randn(4, 2, seed=61) * 5.0,),
-    (_randn(6, 8, seed=62),),
+    (randn(5, 3, seed=60),),
+    (randn(4, 2, seed=61) * 5.0,),
+    (randn(6, 8, seed=62),),
 ]
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
     return F.normalize(v, p=2, dim=-1)
-
-
-def _reference_angles(e: torch.Tensor) -> torch.Tensor:
-    """A[i, j, k] = cos of the angle at t_j between t_i and t_k (RKD eq. 6)."""
-    diff = e[:, None, :] - e[None, :, :]  # diff[i, j] = t_i - t_j
-    u = _unit(diff)
-    return torch.einsum("ijd,kjd->ijk", u, u)
 
 
 def _angles_normalised_over(dim: int) -> Callable:
@@ -190,7 +168,7 @@ def _angles_of_unit_points(e: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ijd,kjd->ijk", diff, diff)
 
 
-def _angle_variants() -> list[_Variant]:
+def _angle_variants() -> list[engine.Variant]:
     def at_i(e):  # vertex i: <t_j - t_i, t_k - t_i>
         u = _unit(e[None, :, :] - e[:, None, :])  # u[i, j] = unit(t_j - t_i)
         return torch.einsum("ijd,ikd->ijk", u, u)
@@ -201,15 +179,15 @@ def _angle_variants() -> list[_Variant]:
 
     m = "rkd_angles."
     return [
-        _accepted(_reference_angles),
-        _row(m + "vertex_first", at_i),
-        _row(m + "vertex_last", at_k),
-        _row(m + "wrong_direction", lambda e: -_reference_angles(e)),
-        _row(m + "not_normalised", _raw_angles),
-        _row(m + "acos", lambda e: torch.acos(_reference_angles(e).clamp(-1, 1))),
-        _row(m + "normalised_over_dim0", _angles_normalised_over(0)),
-        _row(m + "normalised_over_dim1", _angles_normalised_over(1)),
-        _row(m + "unit_points", _angles_of_unit_points),
+        accepted(losses.rkd_angles),
+        row(m + "vertex_first", at_i),
+        row(m + "vertex_last", at_k),
+        row(m + "wrong_direction", lambda e: -losses.rkd_angles(e)),
+        row(m + "not_normalised", _raw_angles),
+        row(m + "acos", lambda e: torch.acos(losses.rkd_angles(e).clamp(-1, 1))),
+        row(m + "normalised_over_dim0", _angles_normalised_over(0)),
+        row(m + "normalised_over_dim1", _angles_normalised_over(1)),
+        row(m + "unit_points", _angles_of_unit_points),
     ]
 
 
@@ -227,42 +205,34 @@ def _angles_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     n = len(case[0])
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, n, n) and not torch.isfinite(out).all():
-        raise AssertionError(
-            f"{name}({shown}) returned NaN where two points coincide (i == j or k == j): t_i - t_j is the "
-            "zero vector there and dividing it by its norm is 0 / 0. Use F.normalize(diff, dim=-1), "
-            "which adds a small eps (those entries are then 0)."
-        )
-    out = _tensor_like(lambda c: (n, n, n), lambda c, o: {(n, n): "One value per TRIPLET (i, j, k): the result is (N, N, N)."})(
+        raise engine.fail("rkd_angles.nan_where_points_coincide", name=name, shown=shown)
+    out = engine.tensor_like(lambda c: (n, n, n), lambda c, o: {(n, n): "One value per TRIPLET (i, j, k): the result is (N, N, N)."})(
         name, shown, out, case)
     return out.detach().where(_valid(n), torch.zeros(()))
 
 
 def _angles_fallback(exercise, name, out, e, case) -> str:
     first = _ANGLE_INPUTS[0][0]
-    return (f"{name} does not match the reference: for the points t_0, t_1, t_2 of {_fmt(first[:3])}, A[0, 1, 2] "
-            f"should be {_fmt(_reference_angles(first)[0, 1, 2])} (the cosine of the angle at t_1), got "
-            f"{_fmt(out[0, 1, 2])}. No classic mistake explains this; compare with A[i, j, k] = <e_ij, e_kj>, "
-            "e_ij = (t_i - t_j) / ||t_i - t_j||.")
+    return (engine.mistake("rkd_angles.unexplained", name=name, points=fmt(first[:3]),
+                           expected=fmt(losses.rkd_angles(first)[0, 1, 2]), got=fmt(out[0, 1, 2])))
 
 
-RKD_ANGLES = _Exercise(
-    "rkd_angles", _reference_angles, _ANGLE_INPUTS,
+RKD_ANGLES = engine.Exercise(
+    "rkd_angles", losses.rkd_angles, _ANGLE_INPUTS,
     show=lambda c: f"embedding of shape {tuple(c[0].shape)}",
-    variants=lambda: [_Variant(v.mistakes, _masked(v.fn), v.id) for v in _angle_variants()],
+    variants=lambda: [engine.Variant(v.mistakes, _masked(v.fn), v.id) for v in _angle_variants()],
     success="{name} matches the reference on {n} test cases (the vertex is the middle point).",
     fallback=_angles_fallback, output=_angles_output,
     quoted=lambda outputs, expected: 0,
-    reference_name='the RKD angles of kdcourse.checks',
+    reference_name='kdcourse.losses.rkd_angles',
 )
 
 
-def check_rkd_angles(fn: Callable) -> None:
-    """Check ``fn(embedding)`` -> ``(N, N, N)`` cosines ``A[i, j, k] = <e_ij, e_kj>`` of the angle
+check_rkd_angles = engine.checker(RKD_ANGLES, """
+    Check ``fn(embedding)`` -> ``(N, N, N)`` cosines ``A[i, j, k] = <e_ij, e_kj>`` of the angle
     at the vertex ``t_j`` (RKD eq. 6), with ``e_ij`` the unit vector from ``t_j`` to ``t_i``.
     Entries where two points coincide (``i == j`` or ``k == j``) are not checked, but must be finite.
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(RKD_ANGLES, fn)
+    """)
 
 
 # ------------------------------------------------------------------ RKD angle loss
@@ -273,47 +243,45 @@ def _raw_angles(e: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ijd,kjd->ijk", diff, diff)
 
 
-def _rkd_angle_variants() -> list[_Variant]:
-    a = _reference_angles
+def _rkd_angle_variants() -> list[engine.Variant]:
+    a = losses.rkd_angles
     m = "rkd_angle_loss."
     return [
-        _accepted(lambda s, t: F.smooth_l1_loss(a(s), a(t))),
-        _row(_RKD_CRIT["mse"], lambda s, t: F.mse_loss(a(s), a(t))),
-        _row(_RKD_CRIT["l1"], lambda s, t: F.l1_loss(a(s), a(t))),
-        _row(m + "sum", lambda s, t: F.smooth_l1_loss(a(s), a(t), reduction="sum")),
-        _row(m + "not_normalised", lambda s, t: F.smooth_l1_loss(_raw_angles(s), _raw_angles(t))),
-        _row(m + "compared_with_itself", lambda s, t: torch.zeros(())),
-        *[_row(m + f"normalised_over_dim{d}", lambda s, t, a=_angles_normalised_over(d): F.smooth_l1_loss(a(s), a(t)))
+        accepted(lambda s, t: F.smooth_l1_loss(a(s), a(t))),
+        row(_RKD_CRIT["mse"], lambda s, t: F.mse_loss(a(s), a(t))),
+        row(_RKD_CRIT["l1"], lambda s, t: F.l1_loss(a(s), a(t))),
+        row(m + "sum", lambda s, t: F.smooth_l1_loss(a(s), a(t), reduction="sum")),
+        row(m + "not_normalised", lambda s, t: F.smooth_l1_loss(_raw_angles(s), _raw_angles(t))),
+        row(m + "compared_with_itself", lambda s, t: torch.zeros(())),
+        *[row(m + f"normalised_over_dim{d}", lambda s, t, a=_angles_normalised_over(d): F.smooth_l1_loss(a(s), a(t)))
           for d in (0, 1)],
-        _row("rkd_angles.unit_points",
+        row("rkd_angles.unit_points",
              lambda s, t: F.smooth_l1_loss(_angles_of_unit_points(s), _angles_of_unit_points(t))),
     ]
 
 
-RKD_ANGLE_LOSS = _Exercise(
+RKD_ANGLE_LOSS = engine.Exercise(
     "rkd_angle_loss", losses.rkd_angle_loss, _RKD_INPUTS, _pair_shown, _rkd_angle_variants,
     success="{name} matches the reference on {n} test cases, and its gradient is finite.",
-    fallback=_compare_with("compare with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check "
+    fallback=engine.compare_with("compare with F.smooth_l1_loss(rkd_angles(student), rkd_angles(teacher)). If the check "
                            "of rkd_angles passed, call that function here."),
-    on_match=_gradient_to("the student's embedding"),
+    on_match=engine.gradient_to("the student's embedding"),
     afterword=_scale_note("Angles between unit vectors do not depend on scale: normalise the difference vectors."),
     reference_name='kdcourse.losses.rkd_angle_loss',
 )
 
 
-def check_rkd_angle_loss(fn: Callable) -> None:
-    """Check ``fn(student_embedding, teacher_embedding)`` against :func:`kdcourse.losses.rkd_angle_loss`
-    (the Huber loss between the two ``(N, N, N)`` tensors of angle cosines, averaged)."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(RKD_ANGLE_LOSS, fn)
+check_rkd_angle_loss = engine.checker(RKD_ANGLE_LOSS, """
+    Check ``fn(student_embedding, teacher_embedding)`` against :func:`kdcourse.losses.rkd_angle_loss`
+    (the Huber loss between the two ``(N, N, N)`` tensors of angle cosines, averaged).""")
 
 
 # ------------------------------------------------------------------ similarity matrix
 
 _SIM_INPUTS = [
-    (_randn(4, 6, seed=70),),
-    (torch.relu(_randn(5, 3, 2, 2, seed=71)),),
-    (_randn(3, 2, seed=72) * 4.0,),
+    (randn(4, 6, seed=70),),
+    (torch.relu(randn(5, 3, 2, 2, seed=71)),),
+    (randn(3, 2, seed=72) * 4.0,),
 ]
 
 
@@ -327,8 +295,7 @@ def _pooled(f: torch.Tensor) -> torch.Tensor:
     return f.mean(tuple(range(2, f.dim()))) if f.dim() > 2 else f
 
 
-_FLATTEN = ("The features here are 4-D (N, C, H, W): flatten each example to one vector first, "
-            "Q = feature.flatten(1) (or feature.view(len(feature), -1)), so that G = Q @ Q.T is (b, b).")
+_FLATTEN = engine.mistake("similarity_matrix.not_flattened")
 def _flatten_hint(error: Exception) -> str | None:
     """For an error on 4-D features: most likely they were not flattened."""
     text = str(error).lower()
@@ -337,17 +304,17 @@ def _flatten_hint(error: Exception) -> str | None:
     return None
 
 
-def _sim_variants() -> list[_Variant]:
+def _sim_variants() -> list[engine.Variant]:
     m = "similarity_matrix."
     return [
-        _accepted(lambda f: F.normalize(_gram(f), dim=1)),
-        _row(m + "rows_not_normalised", _gram),
-        _row(m + "features_normalised", lambda f: _gram(F.normalize(f.flatten(1), dim=1))),
-        _row(m + "columns", lambda f: F.normalize(_gram(f), dim=0)),
-        _row(m + "l1_rows", lambda f: F.normalize(_gram(f), p=1, dim=1)),
-        _row(m + "softmax", lambda f: torch.softmax(_gram(f), dim=1)),
-        _row(m + "one_norm", lambda f: _gram(f) / _gram(f).norm()),
-        _row(m + "pooled", lambda f: F.normalize(_gram(_pooled(f)), dim=1)),
+        accepted(lambda f: F.normalize(_gram(f), dim=1)),
+        row(m + "rows_not_normalised", _gram),
+        row(m + "features_normalised", lambda f: _gram(F.normalize(f.flatten(1), dim=1))),
+        row(m + "columns", lambda f: F.normalize(_gram(f), dim=0)),
+        row(m + "l1_rows", lambda f: F.normalize(_gram(f), p=1, dim=1)),
+        row(m + "softmax", lambda f: torch.softmax(_gram(f), dim=1)),
+        row(m + "one_norm", lambda f: _gram(f) / _gram(f).norm()),
+        row(m + "pooled", lambda f: F.normalize(_gram(_pooled(f)), dim=1)),
     ]
 
 
@@ -364,34 +331,32 @@ def _sim_hints(case: tuple, out) -> dict:
     return hints
 
 
-SIMILARITY_MATRIX = _Exercise(
+SIMILARITY_MATRIX = engine.Exercise(
     "similarity_matrix", losses.similarity_matrix, _SIM_INPUTS,
     show=lambda c: f"feature of shape {tuple(c[0].shape)}", variants=_sim_variants,
     success="{name} matches the reference on {n} test cases (flat and 4-D features).",
-    fallback=_first_row_fallback("compare with G = Q Q^T, then each row divided by its L2 norm."),
-    output=_tensor_like(lambda c: (len(c[0]), len(c[0])), _sim_hints),
+    fallback=engine.first_row_fallback("compare with G = Q Q^T, then each row divided by its L2 norm."),
+    output=engine.tensor_like(lambda c: (len(c[0]), len(c[0])), _sim_hints),
     call_error=lambda c: _FLATTEN if c[0].dim() > 2 else None,
     reference_name='kdcourse.losses.similarity_matrix',
 )
 
 
-def check_similarity_matrix(fn: Callable) -> None:
-    """Check ``fn(feature)`` -> the ``(b, b)`` row-normalised batch similarity of SP
-    (:func:`kdcourse.losses.similarity_matrix`), for flat and 4-D features."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(SIMILARITY_MATRIX, fn)
+check_similarity_matrix = engine.checker(SIMILARITY_MATRIX, """
+    Check ``fn(feature)`` -> the ``(b, b)`` row-normalised batch similarity of SP
+    (:func:`kdcourse.losses.similarity_matrix`), for flat and 4-D features.""")
 
 
 # ------------------------------------------------------------------ SP loss
 
 _SP_INPUTS = [
-    (_randn(4, 3, 2, 2, seed=80), _randn(4, 10, seed=81)),
-    (_randn(6, 5, seed=82), torch.relu(_randn(6, 4, 3, 3, seed=83))),
-    (_randn(3, 2, seed=84), _randn(3, 7, seed=85)),
+    (randn(4, 3, 2, 2, seed=80), randn(4, 10, seed=81)),
+    (randn(6, 5, seed=82), torch.relu(randn(6, 4, 3, 3, seed=83))),
+    (randn(3, 2, seed=84), randn(3, 7, seed=85)),
 ]
 
 
-def _sp_variants() -> list[_Variant]:
+def _sp_variants() -> list[engine.Variant]:
     g = losses.similarity_matrix
 
     def diff(s, t):
@@ -402,15 +367,15 @@ def _sp_variants() -> list[_Variant]:
 
     m = "similarity_preserving_loss."
     return [
-        _accepted(lambda s, t: diff(s, t).pow(2).sum() / len(s) ** 2),
-        _row(m + "no_b2", lambda s, t: diff(s, t).pow(2).sum()),
-        _row(m + "divided_by_b", lambda s, t: diff(s, t).pow(2).sum() / len(s)),
-        _row(m + "norm_not_square", lambda s, t: diff(s, t).norm() / len(s) ** 2),
-        _row(m + "norm_not_square_no_b2", lambda s, t: diff(s, t).norm()),
-        _row(m + "absolute", lambda s, t: diff(s, t).abs().sum() / len(s) ** 2),
-        _row(m + "not_row_normalised", lambda s, t: raw(s, t).pow(2).sum() / len(s) ** 2),
-        _row(m + "not_row_normalised_no_b2", lambda s, t: raw(s, t).pow(2).sum()),
-        _row("similarity_matrix.pooled", lambda s, t: (g(_pooled(t)) - g(_pooled(s))).pow(2).sum() / len(s) ** 2),
+        accepted(lambda s, t: diff(s, t).pow(2).sum() / len(s) ** 2),
+        row(m + "no_b2", lambda s, t: diff(s, t).pow(2).sum()),
+        row(m + "divided_by_b", lambda s, t: diff(s, t).pow(2).sum() / len(s)),
+        row(m + "norm_not_square", lambda s, t: diff(s, t).norm() / len(s) ** 2),
+        row(m + "norm_not_square_no_b2", lambda s, t: diff(s, t).norm()),
+        row(m + "absolute", lambda s, t: diff(s, t).abs().sum() / len(s) ** 2),
+        row(m + "not_row_normalised", lambda s, t: raw(s, t).pow(2).sum() / len(s) ** 2),
+        row(m + "not_row_normalised_no_b2", lambda s, t: raw(s, t).pow(2).sum()),
+        row("similarity_matrix.pooled", lambda s, t: (g(_pooled(t)) - g(_pooled(s))).pow(2).sum() / len(s) ** 2),
     ]
 
 
@@ -418,22 +383,20 @@ def _sp_fallback(exercise, name, out, e, case) -> str:
     b = len(case[0])
     hint = ""
     if float(out) != 0 and math.isclose(float(e) / float(out), 1 / b ** 2, rel_tol=1e-3):
-        hint = " The ratio is 1/b^2: is the 1/b^2 missing?"
-    return (f"{name}({_pair_shown(case)}) returned {_fmt(out)}, expected {_fmt(e)}{_ratio(e, out)}.{hint} No classic "
-            "mistake explains this; compare with (similarity_matrix(t) - similarity_matrix(s)).pow(2).sum() / b**2.")
+        hint = " " + engine.mistake("similarity_preserving_loss.ratio_one_over_b2")
+    return (engine.mistake("similarity_preserving_loss.unexplained", name=name, pair=_pair_shown(case), out=fmt(out),
+                           expected=fmt(e), ratio=engine.ratio(e, out), hint=hint))
 
 
-SIMILARITY_PRESERVING_LOSS = _Exercise(
+SIMILARITY_PRESERVING_LOSS = engine.Exercise(
     "similarity_preserving_loss", losses.similarity_preserving_loss, _SP_INPUTS, _pair_shown, _sp_variants,
     success="{name} matches the reference on {n} test cases (batches of 3 to 6, flat and 4-D features).",
-    fallback=_sp_fallback, on_match=_gradient_to("the student's features"),
+    fallback=_sp_fallback, on_match=engine.gradient_to("the student's features"),
     call_hint=lambda case: _flatten_hint if max(case[0].dim(), case[1].dim()) > 2 else None,
     reference_name='kdcourse.losses.similarity_preserving_loss',
 )
 
 
-def check_similarity_preserving_loss(fn: Callable) -> None:
-    """Check ``fn(student_feature, teacher_feature)`` against
-    :func:`kdcourse.losses.similarity_preserving_loss`: ``||G_T - G_S||_F^2 / b^2``."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    _check(SIMILARITY_PRESERVING_LOSS, fn)
+check_similarity_preserving_loss = engine.checker(SIMILARITY_PRESERVING_LOSS, """
+    Check ``fn(student_feature, teacher_feature)`` against
+    :func:`kdcourse.losses.similarity_preserving_loss`: ``||G_T - G_S||_F^2 / b^2``.""")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from .engine import Exercise, check
-from .engine import row as _row
+from . import engine
+from .engine import row
 
 __all__ = ["check_paired_gain", "PAIRED_GAIN_MISTAKES"]
 
@@ -32,14 +32,14 @@ def _reference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 
 PAIRED_GAIN_MISTAKES = (
-    _row("paired_gain.reversed", lambda a, b: _reference(b, a)),
-    _row("paired_gain.population_std",
+    row("paired_gain.reversed", lambda a, b: _reference(b, a)),
+    row("paired_gain.population_std",
          lambda a, b: (statistics.fmean(_differences(a, b)), statistics.pstdev(_differences(a, b)))),
-    _row("paired_gain.std_of_method", lambda a, b: (statistics.fmean(_differences(a, b)), statistics.stdev(a))),
-    _row("paired_gain.unpaired",
+    row("paired_gain.std_of_method", lambda a, b: (statistics.fmean(_differences(a, b)), statistics.stdev(a))),
+    row("paired_gain.unpaired",
          lambda a, b: (statistics.fmean(_differences(a, b)), math.hypot(statistics.stdev(a), statistics.stdev(b)))),
-    _row("paired_gain.sorted", lambda a, b: _reference(sorted(a), sorted(b))),
-    _row("paired_gain.points", lambda a, b: tuple(100 * v for v in _reference(a, b))),
+    row("paired_gain.sorted", lambda a, b: _reference(sorted(a), sorted(b))),
+    row("paired_gain.points", lambda a, b: tuple(100 * v for v in _reference(a, b))),
 )
 """The mistakes the checker names, in the order it tries them."""
 
@@ -61,12 +61,9 @@ def _as_pair(name: str, shown: str, out, case: tuple) -> tuple[float, float]:
         first, second = out
         pair = float(first), float(second)
     except (TypeError, ValueError):
-        raise AssertionError(
-            f"{name}({shown}) returned {out!r}: return two numbers, (mean, std), e.g. "
-            "`return np.mean(d), np.std(d, ddof=1)`.") from None
+        raise engine.fail("paired_gain.not_a_pair", name=name, shown=shown, out=f"{out!r}") from None
     if any(math.isnan(v) for v in pair):
-        raise AssertionError(f"{name}({shown}) returned NaN: with n seeds the sample standard deviation "
-                             "divides by n - 1, so it needs at least two runs; are both lists used?")
+        raise engine.fail("paired_gain.nan", name=name, shown=shown)
     return pair
 
 
@@ -77,12 +74,11 @@ def _numbers(exercise, out, want, case) -> str:
 
 def _fallback(exercise, name, out, want, case) -> str:
     which = "the mean" if not math.isclose(out[0], want[0], rel_tol=1e-6) else "the spread"
-    return (f"{name}: {which} is off, and no classic mistake explains it. The gain is the mean of the per-seed "
-            "differences d[i] = method_runs[i] - baseline_runs[i]; its spread is their sample standard "
-            f"deviation (ddof = 1).{_numbers(exercise, out, want, case)}")
+    return (engine.mistake("paired_gain.unexplained", name=name, which=which,
+                           numbers=_numbers(exercise, out, want, case)))
 
 
-PAIRED_GAIN = Exercise(
+PAIRED_GAIN = engine.Exercise(
     "paired_gain", _reference, _CASES, show=lambda case: f"{len(case[0])} seeds",
     variants=lambda: list(PAIRED_GAIN_MISTAKES),
     success="{name} matches the reference on {n} cases (2 to 5 seeds): the mean of the per-seed differences and their "
@@ -92,7 +88,5 @@ PAIRED_GAIN = Exercise(
 )
 
 
-def check_paired_gain(fn: Callable) -> None:
-    """Check ``paired_gain(method_runs, baseline_runs) -> (mean, std)`` of the per-seed differences."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    check(PAIRED_GAIN, fn)
+check_paired_gain = engine.checker(PAIRED_GAIN, """
+    Check ``paired_gain(method_runs, baseline_runs) -> (mean, std)`` of the per-seed differences.""")

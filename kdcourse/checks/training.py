@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import mistakes as catalogue
+from ..distill import accuracy
+from ..models import count_parameters
 from . import engine
-from . import fallback as _fallback
+from .engine import accepted, row
 
 __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 
@@ -64,10 +66,6 @@ class _TinyConvNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def _reference_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 with torch.random.fork_rng(devices=[]):
     torch.manual_seed(0)
     _NET = _TinyConvNet()
@@ -77,34 +75,34 @@ _COUNT_CASES = ((_NET,), (copy.deepcopy(_NET).requires_grad_(False),))  # 40 + 8
 def _an_int(name: str, shown: str, out, case: tuple):
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if isinstance(out, torch.Tensor):
-        _fail(f"{name} returned a tensor; return a Python int (e.g. int(...) or sum of p.numel()).")
+        _fail(engine.mistake("count_parameters.returned_tensor", name=name))
     if not isinstance(out, int):
-        _fail(f"{name} should return an int, got {type(out).__name__} ({out!r}).")
+        _fail(engine.mistake("count_parameters.not_an_int", name=name, type=type(out).__name__, out=f"{out!r}"))
     return out
 
 
 def _count_variants() -> list[engine.Variant]:
     m = "count_parameters."
     return [
-        engine.accepted(_reference_count),
-        engine.row(m + "tensors", lambda net: len(list(net.parameters()))),
-        engine.row(m + "with_buffers", lambda net: _reference_count(net) + sum(b.numel() for b in net.buffers())),
-        engine.row(m + "weights_only",
-                   lambda net: sum(p.numel() for k, p in net.named_parameters() if k.endswith("weight"))),
-        engine.row(m + "no_batchnorm",
-                   lambda net: sum(p.numel() for k, p in net.named_parameters() if not k.startswith("bn"))),
-        engine.row(m + "trainable_only", lambda net: sum(p.numel() for p in net.parameters() if p.requires_grad)),
+        accepted(count_parameters),
+        row(m + "tensors", lambda net: len(list(net.parameters()))),
+        row(m + "with_buffers", lambda net: count_parameters(net) + sum(b.numel() for b in net.buffers())),
+        row(m + "weights_only",
+            lambda net: sum(p.numel() for k, p in net.named_parameters() if k.endswith("weight"))),
+        row(m + "no_batchnorm",
+            lambda net: sum(p.numel() for k, p in net.named_parameters() if not k.startswith("bn"))),
+        row(m + "trainable_only", lambda net: sum(p.numel() for p in net.parameters() if p.requires_grad)),
     ]
 
 
 def _numbers(exercise, out, expected, case) -> str:
-    return f"\n  (on {exercise.show(case)}: got {out!r}, expected {expected!r})"
+    return f"\n  (on {exercise.show(case)}: got {engine.fmt(out)}, expected {engine.fmt(expected)})"
 
 
 COUNT_PARAMETERS = engine.Exercise(
-    "count_parameters", _reference_count, _COUNT_CASES,
+    "count_parameters", count_parameters, _COUNT_CASES,
     show=lambda case: "a test network" if case[0] is _NET else "a frozen copy of the test network",
-    variants=_count_variants, success=f"The test network has {_reference_count(_NET)} parameters.",
+    variants=_count_variants, success=f"The test network has {count_parameters(_NET)} parameters.",
     fallback=lambda exercise, name, out, expected, case: (
         f"{name} returned {out} for {exercise.show(case)} with {expected} parameters. Add up p.numel() for every "
         "p in model.parameters()."),
@@ -114,15 +112,13 @@ COUNT_PARAMETERS = engine.Exercise(
 )
 
 
-def check_count_parameters(count_parameters) -> None:
-    """Check ``count_parameters(model) -> int``: the number of scalars in ``model.parameters()``.
+check_count_parameters = engine.checker(COUNT_PARAMETERS, """
+    Check ``count_parameters(model) -> int``: the number of scalars in ``model.parameters()``.
 
     Names the usual mistakes: counting tensors instead of scalars, leaving out biases or
     BatchNorm, adding the BatchNorm running statistics (buffers), counting only trainable
     parameters (a frozen teacher still has its size).
-    """
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    engine.check(COUNT_PARAMETERS, count_parameters)
+    """)
 
 
 # ---------------------------------------------------------------- lesson 03: accuracy
@@ -140,56 +136,50 @@ def _a_number(name: str, shown: str, out, case: tuple):
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if isinstance(out, torch.Tensor):
         if out.numel() != 1:
-            _fail(f"{name} returned a tensor of shape {tuple(out.shape)}: reduce the matches to one "
-                  "number with .float().mean(), then return it as a float.")
-        _fail(f"{name} returned a tensor; return a Python float (float(...) or .item()), so it "
-              "prints and compares like a number.")
+            _fail(engine.mistake("accuracy.tensor_of_matches", name=name, out_shape=tuple(out.shape)))
+        _fail(engine.mistake("accuracy.returned_tensor", name=name))
     if isinstance(out, bool) or not isinstance(out, (int, float)):
-        _fail(f"{name} should return a float, got {type(out).__name__} ({out!r}).")
+        _fail(engine.mistake("accuracy.not_a_float", name=name, type=type(out).__name__, out=f"{out!r}"))
     return out
 
 
 def _accuracy_hint(error: Exception) -> str:
     if "size" in str(error) or "shape" in str(error):
-        return "Logits have shape (examples, classes): take the arg-max over the classes, logits.argmax(dim=1), not dim=0."
-    return "Compare logits.argmax(dim=1) with the labels and take the mean of the matches."
+        return engine.mistake("accuracy.argmax_over_batch_error")
+    return engine.mistake("accuracy.raised")
 
 
 def _accuracy_variants() -> list[engine.Variant]:
     m = "accuracy."
-    right = _fallback.reference_accuracy
+    right = accuracy
     return [
-        engine.accepted(right),
-        engine.row(m + "count", lambda z, y: int((z.argmax(1) == y).sum())),
-        engine.row(m + "percentage", lambda z, y: 100 * right(z, y)),
-        engine.row(m + "error_rate", lambda z, y: 1 - right(z, y)),
-        engine.row(m + "over_batch", lambda z, y: float((z.argmax(0) == y).float().mean())),
+        accepted(right),
+        row(m + "count", lambda z, y: int((z.argmax(1) == y).sum())),
+        row(m + "percentage", lambda z, y: 100 * right(z, y)),
+        row(m + "error_rate", lambda z, y: 1 - right(z, y)),
+        row(m + "over_batch", lambda z, y: float((z.argmax(0) == y).float().mean())),
     ]
 
 
 def _accuracy_fallback(exercise, name, out, expected, case) -> str:
     if case[0] is _SQUARE:
-        return (f"On a 5 x 5 batch where every prediction is right you returned {out}. Take the arg-max over the "
-                "classes, dim=1 (each row is one example).")
-    return (f"{name} returned {out} on 12 test rows where 9 arg-maxes match the labels (expected {expected}). "
-            "Use (logits.argmax(dim=1) == labels).float().mean().")
+        return engine.mistake("accuracy.unexplained_square", out=out)
+    return engine.mistake("accuracy.unexplained", name=name, out=out, expected=expected)
 
 
 ACCURACY = engine.Exercise(
-    "accuracy", _fallback.reference_accuracy, _ACCURACY_CASES,
+    "accuracy", accuracy, _ACCURACY_CASES,
     show=lambda case: f"logits of shape {tuple(case[0].shape)}, labels", variants=_accuracy_variants,
     success="accuracy = share of examples whose highest logit is the true class.",
     fallback=_accuracy_fallback, output=_a_number, quote=_numbers,
     same=lambda a, b: isinstance(a, (int, float)) and abs(a - b) < 1e-6, collect_errors=True,
     error_hint=lambda error, case: "\n" + _accuracy_hint(error),
-    reference_name="kdcourse.checks.fallback.reference_accuracy",
+    reference_name="kdcourse.distill.accuracy",
 )
 
 
-def check_accuracy(accuracy) -> None:
-    """Check ``accuracy(logits, labels) -> float``: the fraction of rows whose arg-max is the label."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    engine.check(ACCURACY, accuracy)
+check_accuracy = engine.checker(ACCURACY, """
+    Check ``accuracy(logits, labels) -> float``: the fraction of rows whose arg-max is the label.""")
 
 
 # ---------------------------------------------------------------- lesson 04: the KD training step
@@ -281,11 +271,9 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _step_hint(error: Exception) -> str | None:
     text = str(error)
     if "does not require grad" in text:
-        return ("loss.backward() found no graph: the student's forward pass must build one. Put only "
-                "the teacher's forward pass under torch.no_grad(), not the student's, and do not "
-                ".detach() the student's logits.")
+        return engine.mistake("kd_training_step.student_without_graph")
     if "backward through the graph a second time" in text:
-        return "Call loss.backward() once per step."
+        return engine.mistake("kd_training_step.backward_twice")
     return None
 
 
@@ -340,24 +328,15 @@ def _call_step(fn, student, teacher, x, y, optimizer, T, alpha) -> tuple[object,
     return returned, watch
 
 
-_STUDENT_TRAIN_MODE = (
-    "The student must be in train mode while it trains: there its dropout is active and its BatchNorm "
-    "normalises with the batch's own statistics and updates its running averages. A student with "
-    "BatchNorm or dropout (DigitsCNN has BatchNorm) computes other logits and gradients in eval mode, and "
-    "its running statistics never learn the data. Only the teacher goes in eval mode; the training loop "
-    "calls student.train() before its steps."
-)
+_STUDENT_TRAIN_MODE = engine.mistake("kd_training_step.student_train_mode")
 
 
 def _check_student_mode(watch: _StepWatch, student: nn.Module) -> None:
     __tracebackhide__ = True
     if watch.ran_eval:
-        _fail("The student ran its forward pass in eval mode: the step calls student.eval() (or "
-              f"student.train(False)) before it. {_STUDENT_TRAIN_MODE} Remove student.eval() from the step.")
+        _fail(engine.mistake("kd_training_step.student_eval_before_forward", why=_STUDENT_TRAIN_MODE))
     if not student.training:
-        _fail("The step leaves the student in eval mode (student.eval() after its forward pass): the next "
-              f"steps of the loop would then train it in eval mode. {_STUDENT_TRAIN_MODE} Remove "
-              "student.eval() from the step; switch to eval mode only to evaluate, after training.")
+        _fail(engine.mistake("kd_training_step.student_left_in_eval", why=_STUDENT_TRAIN_MODE))
 
 
 def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3, lr: float = 0.5) -> None:
@@ -393,15 +372,11 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
 
     # --- the teacher must stay untouched
     if not all(torch.equal(a, b) for a, b in zip(teacher_params, _params(teacher))):
-        _fail("The teacher's weights changed: only the student may be trained. Give the optimizer "
-              "only the student's parameters and run the teacher under torch.no_grad().")
+        _fail(engine.mistake("kd_training_step.teacher_trained"))
     moved = [k for k, v in _state(teacher).items() if not torch.equal(v, teacher_state[k])]
     if moved and (watch.ran_eval or not student.training):
-        _fail("The step puts the STUDENT in eval mode and leaves the teacher in train mode: student.eval() "
-              "where teacher.eval() was meant? The teacher's BatchNorm running statistics changed "
-              f"({', '.join(moved[:2])}) and its dropout was active, so its soft targets were noisy; and "
-              f"the student, which is the one being trained, was put in eval mode. {_STUDENT_TRAIN_MODE} "
-              "Call teacher.eval() before the teacher's forward pass, and leave the student as it is.")
+        _fail(engine.mistake("kd_training_step.student_eval_not_teacher", moved=', '.join(moved[:2]),
+                             why=_STUDENT_TRAIN_MODE))
     if moved:
         _fail(_capital(catalogue.message("teacher_train_mode", moved=", ".join(moved[:2]))))
     if any(p.grad is not None for p in teacher.parameters()):
@@ -416,38 +391,27 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
         grads = [p.grad for p in student.parameters()]
         cleared = all(g is None or not g.any() for g in grads)
         if watch.backward and watch.empty_steps:
-            _fail("The student did not change: loss.backward() computed its gradients, but they were "
-                  "erased (optimizer.zero_grad()) before optimizer.step() ran, so the step had nothing to "
-                  "apply and the student learned nothing. zero_grad() clears the OLD gradients, so it goes "
-                  "before loss.backward(): optimizer.zero_grad(), then loss.backward(), then optimizer.step().")
+            _fail(engine.mistake("kd_training_step.zero_grad_after_backward"))
         if not watch.backward:
-            _fail("The student did not change and has no gradients: call loss.backward() "
-                  "before optimizer.step().")
+            _fail(engine.mistake("kd_training_step.no_backward"))
         if watch.backward and cleared:
-            _fail("The student did not change: loss.backward() computed its gradients, but they were "
-                  "erased (zero_grad()) afterwards and optimizer.step() (the optimizer passed in) never "
-                  "applied them. The order is optimizer.zero_grad(), loss.backward(), optimizer.step().")
-        _fail("The student did not change although gradients were computed: call optimizer.step() "
-              "(the optimizer passed in) after loss.backward().")
+            _fail(engine.mistake("kd_training_step.gradients_erased"))
+        _fail(engine.mistake("kd_training_step.no_step"))
     learner_grads1 = [(b - a) / lr for a, b in zip(after1, before1)]
     if not _close(learner_grads1, ref_grads1):
         for name, loss_fn, hint in variants[1:]:
             if _close(learner_grads1, _grads(_student_copy_at(before1, student), loss_fn, x1, y1, t_logits[0])):
                 _fail(f"Your update matches a wrong loss: {hint}")
-        _fail("The student's update after one step does not match the reference "
-              "alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * CE(y, p_s), nor any of the usual mistakes. "
-              "Check that you use the optimizer passed in (no new optimizer), the T and alpha passed "
-              "in, and that the teacher's logits come from the same x.")
+        _fail(engine.mistake("kd_training_step.unexplained"))
 
     # --- the returned loss
     if isinstance(returned, torch.Tensor):
-        _fail("kd_training_step returned a tensor: return loss.item() (a float), so that the "
-              "graph is not kept alive and the values can be averaged and printed.")
+        _fail(engine.mistake("kd_training_step.returned_tensor"))
     if not isinstance(returned, float):
-        _fail(f"kd_training_step should return the loss as a float, got {type(returned).__name__} ({returned!r}).")
+        _fail(engine.mistake("kd_training_step.not_a_float", type=type(returned).__name__, returned=f"{returned!r}"))
     if abs(returned - expected_loss1) > 1e-6 * max(1.0, abs(expected_loss1)):
-        _fail(f"kd_training_step returned {returned:.6f}, but the loss of this batch (before the "
-              f"update) is {expected_loss1:.6f}. Return loss.item() of the loss you back-propagated.")
+        _fail(engine.mistake("kd_training_step.returned_other_loss", returned=f"{returned:.6f}",
+                             expected_loss1=f"{expected_loss1:.6f}"))
 
     # --- a second step: old gradients must be cleared first
     ref_grads2 = _grads(student, reference, x2, y2, t_logits[1])
@@ -457,11 +421,8 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
     learner_grads2 = [(b - a) / lr for a, b in zip(_params(student), before2)]
     if not _close(learner_grads2, ref_grads2):
         if _close(learner_grads2, [g2 + g1 for g1, g2 in zip(ref_grads1, ref_grads2)]):
-            _fail("The first step was right, but the second one used the sum of this batch's and "
-                  "the previous batch's gradients: PyTorch accumulates gradients in .grad, so call "
-                  "optimizer.zero_grad() before loss.backward() in every step.")
-        _fail("The first step was right but the second one was not: does your function keep state "
-              "between calls, or change T, alpha or the optimizer?")
+            _fail(engine.mistake("kd_training_step.gradients_accumulate"))
+        _fail(engine.mistake("kd_training_step.state_between_calls"))
     _ok("the teacher stays frozen, the loss is alpha * T^2 * KL + (1 - alpha) * CE, "
         "and every step updates the student exactly like the reference.")
 

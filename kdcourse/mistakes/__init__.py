@@ -3,16 +3,20 @@
 Every place that names a mistake reads it here: every checker (:mod:`kdcourse.checks`, whose
 tables name a mistake by its id and give the function that makes it), lesson 07's broken
 distillers (:data:`kdcourse.pitfalls.PITFALLS`) and its diagnosis exercise
-(:func:`~kdcourse.checks.check_diagnosis`, which accepts the ``aliases``). One module per family:
-:mod:`.logits` (lessons 01-04 and 07), :mod:`.features` (05, 08b), :mod:`.relations` (06),
-:mod:`.studies` (08, 08c), :mod:`.language` (09).
+(:func:`~kdcourse.checks.check_diagnosis`, which accepts the ``aliases``). A checker written by
+hand says its messages from here too (``engine.fail(id, name=...)``). One module per family:
+:mod:`.logits` (lessons 01, 02, 04 and 07), :mod:`.training` (03 and 04's training step),
+:mod:`.features` (05, 08b), :mod:`.relations` (06), :mod:`.studies` (08, 08c), :mod:`.language` (09),
+and :mod:`.answers` (what any checker says of what came back: a number where a tensor was due, NaN,
+a gradient that does not reach the student).
 
 Each entry has an ``id`` (an exercise's own mistakes are ``exercise.mistake``), a one-line
 ``summary`` (what is wrong; the logit mistakes, which lesson 07 lists), a ``fix`` (what it does,
 why it matters, what to write instead; it may name the numbers of the case at hand: ``{T2}`` the
 factor ``T^2``, ``{C}`` the number of classes, ``{B}`` the batch size, ``{alpha}`` and
-``{1-alpha}`` the weights, ``{moved}`` the teacher's buffers that moved), and ``pitfall=True`` for
-the seven of lesson 07. :func:`message` fills them in.
+``{1-alpha}`` the weights, ``{moved}`` the teacher's buffers that moved; ``{name}``, ``{shown}`` and
+the other fields, what the checker at hand passes), and ``pitfall=True`` for the seven of lesson 07.
+:func:`message` fills them in.
 
     >>> print(message("missing_t_squared", T=4))
     the soft term is off by a factor T^2 (= 16 at T=4): ...
@@ -20,29 +24,45 @@ the seven of lesson 07. :func:`message` fills them in.
 
 from __future__ import annotations
 
-from . import features, language, logits, relations, studies
+import re
+
+from . import answers, features, language, logits, relations, studies, training
 from .entry import Mistake
 
-__all__ = ["Mistake", "CATALOGUE", "message", "pitfalls", "resolve"]
+__all__ = ["Mistake", "CATALOGUE", "message", "placeholders", "pitfalls", "resolve"]
 
-_ENTRIES = (*logits.ENTRIES, *features.ENTRIES, *relations.ENTRIES, *studies.ENTRIES, *language.ENTRIES)
+_ENTRIES = (*logits.ENTRIES, *training.ENTRIES, *features.ENTRIES, *relations.ENTRIES, *studies.ENTRIES, *language.ENTRIES,
+            *answers.ENTRIES)
 
 CATALOGUE: dict[str, Mistake] = {m.id: m for m in _ENTRIES}
 """Every mistake by its id."""
 
 
 def message(mistake_id: str, *, T: float | None = None, C: int | None = None, B: int | None = None,
-            alpha: float | None = None, moved: str | None = None) -> str:
+            alpha: float | None = None, moved: str | None = None, **fields) -> str:
     """The ``fix`` of a mistake with the numbers of the case at hand (a placeholder without its number
-    is written as its symbol: ``T^2``, ``C``, ``B``, ``alpha``, ``1 - alpha``)."""
+    is written as its symbol: ``T^2``, ``C``, ``B``, ``alpha``, ``1 - alpha``); any other placeholder,
+    ``{name}`` for instance (the learner's function), is filled from ``fields`` and must be given."""
     text = CATALOGUE[mistake_id].fix
+    missing = [f for f in placeholders(mistake_id) if f not in fields]
+    if missing:
+        raise KeyError(f"the message of {mistake_id!r} needs {', '.join(missing)}")
     for key, value in (("{T2}", f"{T * T:g} at T={T:g}" if T else "T^2"), ("{C}", str(C) if C else "C"),
                        ("{B}", str(B) if B else "B"),
                        ("{1-alpha}", f"{1 - alpha:g}" if alpha is not None else "1 - alpha"),
                        ("{alpha}", f"{alpha:g}" if alpha is not None else "alpha"),
-                       ("{moved}", moved or "see teacher_drift")):
+                       ("{moved}", moved or "see teacher_drift"), *((f"{{{k}}}", str(v)) for k, v in fields.items())):
         text = text.replace(key, value)
     return text
+
+
+def placeholders(mistake_id: str) -> list[str]:
+    """The named fields a mistake's message needs besides the case's numbers (``T``, ``C``, ...)."""
+    return [f for f in _PLACEHOLDER.findall(CATALOGUE[mistake_id].fix) if f not in _NUMBERS]
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
+_NUMBERS = ("T2", "C", "B", "alpha", "moved")  # {1-alpha} is not an identifier
 
 
 def pitfalls() -> dict[str, str]:

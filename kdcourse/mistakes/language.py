@@ -61,6 +61,26 @@ masked_token_kd.wrong_dim
     its softmaxes run over the wrong dimension: the vocabulary is the LAST dimension of (batch, length, vocab)
     logits: use dim=-1.
 
+masked_token_kd.nan_from_kl_div
+    usually F.kl_div given log-probabilities as its target without log_target=True: it then takes the log of
+    negative numbers. Pass log_target=True, or give it probabilities
+
+masked_token_kd.not_finite
+    {name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}.
+
+masked_token_kd.no_gradient
+    {name} returns the right value but no gradient flows back to the student's logits: did you use .detach(),
+    .item(), torch.no_grad() or numpy? Training would not learn from it.
+
+masked_token_kd.padded_gradient
+    {name} returns the right value, but padded positions receive a gradient: mask the per-token values (multiply by
+    the mask) before summing.
+
+masked_token_kd.detached_part
+    {name} returns the right value, but its gradient with respect to the student's logits is not the loss's (norm
+    {norm}, expected {expected_norm}): part of the student's computation is detached (.detach(), .data, or a value
+    computed under no_grad), so training would follow the wrong direction. Keep every student term in the graph.
+
 reverse_kl.forward
     it computes the forward KL(teacher || student): the reverse KL weights the log-ratio by the STUDENT's
     probabilities: sum q_s (log q_s - log p_t).
@@ -117,4 +137,8 @@ renormalize_top_k.wrong_dim
 renormalize_top_k.log_prob_ratio
     it divides the log-probabilities by their sum: renormalise the probabilities, exp(lp) / exp(lp).sum(-1,
     keepdim=True).
+
+renormalize_top_k.nan_from_log
+    a log of zero or of a negative number, or an exp() that overflows: work with torch.log_softmax / torch.softmax,
+    which are stable
 """)

@@ -162,6 +162,18 @@ softmax_with_temperature.over_batch
 softmax_with_temperature.over_batch_no_temperature
     the softmax runs over the batch (dim=0) and ignores T: use softmax(logits / T, dim=-1).
 
+softmax_with_temperature.unexplained
+    {name}(logits={first}..., T={temperature}) returned first row {got}, expected {expected}.{extra} No classic
+    mistake explains this; compare your code with q_i = exp(z_i / T) / sum_j exp(z_j / T).
+
+softmax_with_temperature.one_example_dim
+    {name}({shown}) returned {got}, expected {expected}: on a 1-D tensor the classes are dim=0 = dim=-1. Use dim=-1
+    so one example and a batch both work.
+
+softmax_with_temperature.overflow
+    {name}({shown}) returned {got}: exp(1000) overflows to inf and inf / inf is nan. Subtract each row's maximum
+    before the exp (the softmax does not change), or use torch.softmax.
+
 entropy.bits
     it uses log base 2 (bits); the course measures entropy in nats: use the natural log (torch.log), so the
     uniform distribution over 10 classes has entropy log(10) = 2.303.
@@ -184,37 +196,22 @@ entropy.sum_over_dim0
 entropy.no_weights
     it forgets the p_i weights: H = -sum_i p_i log p_i, not -sum_i log p_i.
 
-count_parameters.tensors
-    it counts the parameter TENSORS (len(list(model.parameters()))), not the scalars inside them: add up
-    p.numel() for every p in model.parameters().
+entropy.nan_at_zero
+    {name} returns {got} when some probabilities are exactly 0: 0 * log(0) = 0 * (-inf) is nan in floating point.
+    Use torch.special.xlogy(p, p) (which defines 0 log 0 = 0) or p * torch.log(p.clamp_min(1e-12)).
 
-count_parameters.with_buffers
-    it adds the buffers: the BatchNorm running statistics (model.buffers(), part of state_dict()) are not
-    parameters. Use model.parameters().
+kd_loss.one_value_per_example
+    That is one value per example: average over the batch (reduction="batchmean": sum over classes, divide by the
+    batch size).
 
-count_parameters.weights_only
-    it counts only the weights. Biases (and BatchNorm's weight and bias) are parameters too; add up p.numel() for
-    every p in model.parameters().
+kd_loss.one_value_per_class
+    That is one value per example and class (reduction="none"): use reduction="batchmean" (sum over classes, mean
+    over examples).
 
-count_parameters.no_batchnorm
-    the BatchNorm layers' scale and shift are missing. They are learned parameters: count everything in
-    model.parameters().
+kd_loss.not_a_scalar
+    {name}({shown}) returned a tensor of shape {out_shape}; a loss must be a scalar (shape ()).{hint}
 
-count_parameters.trainable_only
-    it counts only the parameters with requires_grad, so a frozen copy of the network (requires_grad=False,
-    like a teacher) has 0. A frozen model still has its size: do not filter on p.requires_grad.
-
-accuracy.count
-    it returns the number of correct predictions; divide by the number of examples (12 in the first case) to get
-    a fraction.
-
-accuracy.percentage
-    it returns a percentage; return the fraction in [0, 1].
-
-accuracy.error_rate
-    it returns the error rate (the share of wrong predictions), not the accuracy.
-
-accuracy.over_batch
-    it takes the arg-max over dim 0, the examples; take it over the classes, logits.argmax(dim=1) (each row is one
-    example).
+kd_loss.no_gradient
+    {name}({shown}) returns the right value but no gradient flows back to the student's logits: did you use
+    .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.
 """)

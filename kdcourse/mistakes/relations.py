@@ -49,6 +49,9 @@ rkd_distance_loss.squared
     it compares SQUARED distances; RKD uses the Euclidean distances ||t_i - t_j||_2 (take the square root, e.g.
     torch.cdist).
 
+rkd_distance_loss.scale_dependent
+    {name} changes when {label} embedding is multiplied by a constant ({base} -> {scaled}). {what}
+
 rkd_angles.vertex_first
     it computes the angle at t_i, the first point; the vertex is the middle point t_j: A[i, j, k] = <e_ij, e_kj>
     with e_ij = (t_i - t_j) / ||t_i - t_j||. (Summed over all triplets the loss would not notice, since every
@@ -88,6 +91,16 @@ rkd_angles.unit_points
     it normalises the embeddings (the points), then takes their differences: normalise the difference vectors
     instead, e_ij = (t_i - t_j) / ||t_i - t_j|| (F.normalize(diff, dim=-1) on diff = e[:, None, :] - e[None, :,
     :]).
+
+rkd_angles.nan_where_points_coincide
+    {name}({shown}) returned NaN where two points coincide (i == j or k == j): t_i - t_j is the zero vector there
+    and dividing it by its norm is 0 / 0. Use F.normalize(diff, dim=-1), which adds a small eps (those entries are
+    then 0).
+
+rkd_angles.unexplained
+    {name} does not match the reference: for the points t_0, t_1, t_2 of {points}, A[0, 1, 2] should be {expected}
+    (the cosine of the angle at t_1), got {got}. No classic mistake explains this; compare with A[i, j, k] = <e_ij,
+    e_kj>, e_ij = (t_i - t_j) / ||t_i - t_j||.
 
 rkd_angle_loss.sum
     it sums over the triplets; average instead (F.smooth_l1_loss's default), so that the loss does not grow like
@@ -138,6 +151,10 @@ similarity_matrix.pooled
     means are compared; SP flattens each example's whole (C, H, W) feature into one vector, Q =
     feature.flatten(1), then G = Q Q^T.
 
+similarity_matrix.not_flattened
+    The features here are 4-D (N, C, H, W): flatten each example to one vector first, Q = feature.flatten(1) (or
+    feature.view(len(feature), -1)), so that G = Q @ Q.T is (b, b).
+
 similarity_preserving_loss.no_b2
     the 1/b^2 is missing: divide the squared Frobenius norm by b^2 (b = batch size), so that the loss does not
     grow with the batch.
@@ -160,4 +177,11 @@ similarity_preserving_loss.not_row_normalised
 
 similarity_preserving_loss.not_row_normalised_no_b2
     the similarity matrices are not row-normalised (use similarity_matrix, eq. 2), and the 1/b^2 is missing.
+
+similarity_preserving_loss.ratio_one_over_b2
+    The ratio is 1/b^2: is the 1/b^2 missing?
+
+similarity_preserving_loss.unexplained
+    {name}({pair}) returned {out}, expected {expected}{ratio}.{hint} No classic mistake explains this; compare with
+    (similarity_matrix(t) - similarity_matrix(s)).pow(2).sum() / b**2.
 """)

@@ -20,6 +20,13 @@ labeled_cross_entropy.nan_when_empty
 labeled_cross_entropy.sum
     it sums over the labelled rows; average them (the mean over the labelled rows).
 
+labeled_cross_entropy.label_minus_one
+    The label -1 means 'no label': keep only the rows with y != -1 before the cross-entropy (logits[keep], y[keep]).
+
+labeled_cross_entropy.unexplained
+    {name} on a batch with {batch} returned {out}, expected {expected}. No classic mistake explains this: keep the
+    rows with y != -1, take F.cross_entropy on them (a mean), and return 0 when there are none.
+
 paired_gain.reversed
     the sign is reversed: it subtracts the method from the baseline. A gain is method_runs[i] -
     baseline_runs[i], positive when the method is better.
@@ -46,4 +53,15 @@ paired_gain.sorted
 paired_gain.points
     it returns points (x 100): return fractions, in the units of the runs (0.05 for five points); the lesson
     formats them as points when it prints.
+
+paired_gain.not_a_pair
+    {name}({shown}) returned {out}: return two numbers, (mean, std), e.g. `return np.mean(d), np.std(d, ddof=1)`.
+
+paired_gain.nan
+    {name}({shown}) returned NaN: with n seeds the sample standard deviation divides by n - 1, so it needs at least
+    two runs; are both lists used?
+
+paired_gain.unexplained
+    {name}: {which} is off, and no classic mistake explains it. The gain is the mean of the per-seed differences
+    d[i] = method_runs[i] - baseline_runs[i]; its spread is their sample standard deviation (ddof = 1).{numbers}
 """)
