@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     pat.add_argument("--images", type=int, default=None, metavar="N",
                      help="train on a stratified subset of N images (default: all 50,000)")
     pat.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    pat.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                     help="bfloat16: the students' and the live teacher's forward passes under autocast (a GPU's)")
+    pat.add_argument("--channels-last", action="store_true", help="networks and batches channels-last (a GPU's)")
     pat.add_argument("--quiet", action="store_true", help="no progress bar")
 
     grade.add_arguments(sub.add_parser("grade", help="run learners' notebooks and tabulate their checkers' results"))
@@ -141,7 +144,9 @@ def _patience(args) -> int:
         print(f"error: --budgets takes epochs separated by commas (e.g. 30,100,300), got {args.budgets!r}",
               file=sys.stderr)
         return 2
-    reg = capstone.FULL if args.images is None else replace(capstone.FULL, train_size=args.images)
+    reg = replace(capstone.FULL, precision=args.precision, channels_last=args.channels_last,
+                  **({} if args.images is None else {"train_size": args.images}))
+
     def write(result: dict) -> None:  # after every budget: a run cut short keeps what it finished
         if args.json:
             from pathlib import Path

@@ -96,6 +96,8 @@ class CifarRegime:
     weight_decay: float = 0.0
     cosine: bool = True
     augment: bool = False  # random crop + flip; then the teacher runs live on every batch
+    precision: str = "float32"  # or "bfloat16": autocast (a GPU's, TrainConfig.precision)
+    channels_last: bool = False  # networks and batches channels-last (a GPU's)
     T: float = 4.0
     alpha: float = 0.9
     at_pairs: tuple[tuple[str, str], ...] = tuple(AT_PAIRS.items())
@@ -112,15 +114,19 @@ class CifarRegime:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            optimizer=self.optimizer, cosine=self.cosine, T=self.T, alpha=self.alpha,
                            weights=dict(self.weights), layers={"at": self.at_pairs},
-                           augment=random_crop_flip if self.augment else None)
+                           augment=random_crop_flip if self.augment else None, precision=self.precision,
+                           channels_last=self.channels_last)
 
     def describe(self) -> str:
         images = f"{self.train_size:,}" if self.train_size else "all 50,000"
         tests = f"{self.test_size:,}" if self.test_size else "all 10,000"
         aug = ", random crop + flip" if self.augment else ""
         sched = " + cosine" if self.cosine else ""
+        fast = ", ".join(([f"{self.precision} autocast"] if self.precision != "float32" else [])
+                         + (["channels-last"] if self.channels_last else []))
         return (f"{self.name} profile: {images} training / {tests} test images, {self.epochs} epochs{aug}, "
-                f"{self.optimizer} lr {self.lr:g}{sched}, batch {self.batch_size}, T={self.T:g}, alpha={self.alpha:g}")
+                f"{self.optimizer} lr {self.lr:g}{sched}, batch {self.batch_size}, T={self.T:g}, alpha={self.alpha:g}"
+                + (f", {fast}" if fast else ""))
 
 
 QUICK = CifarRegime()

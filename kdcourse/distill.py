@@ -307,6 +307,10 @@ class History:
         }
 
 
+PRECISIONS = ("float32", "bfloat16")
+"""What :class:`TrainConfig`'s ``precision`` accepts: float32 everywhere, or bfloat16 autocast."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What one training run is, besides the student, the data and the teacher: what
@@ -317,7 +321,11 @@ class TrainConfig:
     momentum 0.9), with a cosine schedule over all steps if ``cosine``; ``augment`` maps a batch of
     inputs to augmented ones (then the teacher runs live on every batch); ``cache_teacher``
     computes the teacher's outputs once when the inputs never change; ``progress`` shows a bar;
-    ``device`` defaults to :func:`kdcourse.config.device`. :meth:`replace` returns a changed copy.
+    ``device`` defaults to :func:`kdcourse.config.device`. ``precision="bfloat16"`` runs the forward
+    passes (student, and a live teacher) under ``torch.autocast`` in bfloat16, the losses' softmaxes
+    staying in float32 as autocast keeps them; ``channels_last`` stores the networks and image batches
+    channels-last. Both are for a GPU (on most CPUs they are slower) and change the numbers a little.
+    :meth:`replace` returns a changed copy.
     """
 
     method: str = "baseline"
@@ -337,6 +345,8 @@ class TrainConfig:
     cache_teacher: bool = True
     progress: bool = True
     device: str | None = None
+    precision: str = "float32"
+    channels_last: bool = False
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -344,6 +354,8 @@ class TrainConfig:
                              f"{self.lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with ``changes`` (field names of :class:`TrainConfig`)."""
@@ -407,9 +419,10 @@ def train(
     x_train, y_train = tensors(train_data)
     world = parallel.world_size()
     seed_everything(seed)
-    student.to(dev)
+    memory = torch.channels_last if config.channels_last else torch.preserve_format
+    student.to(dev, memory_format=memory)
     if teacher is not None:
-        teacher.to(dev)
+        teacher.to(dev, memory_format=memory)
     if terms is None:
         terms = method_terms(method, student=student, teacher=teacher, sample_input=x_train[:2].to(dev),
                              T=T, alpha=alpha, feature=feature, layers=layers, weights=weights)
@@ -430,7 +443,7 @@ def train(
                              f"the training set has {len(y_train)}: build it from this training set's inputs")
     memo_key = _memo_key(student, train_data, teacher, name, distiller, val_data, epochs, batch_size, lr,
                          weight_decay, optimizer, cosine, seed, augment, cache_teacher, teacher_cache,
-                         teacher_views, dev) if world == 1 else None
+                         teacher_views, dev, *_precision_key(config)) if world == 1 else None
     # (under torchrun no memo: its key does not hold the number of processes, whose runs differ
     # from one process's, and N processes would write one entry)
     if memo_key is not None:
@@ -499,7 +512,10 @@ def train(
                     xb = teacher_views.inputs(xb, view_ids)
                     if distiller.needs_teacher:
                         t_out = {k: v.to(dev) for k, v in teacher_views.targets(idx, view_ids).items()}
-                loss, parts, logits = step(xb, yb, t_out)
+                if config.channels_last and xb.dim() == 4:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+                    loss, parts, logits = step(xb, yb, t_out)
                 if check_each_step and not torch.isfinite(loss):
                     raise _diverged(float(loss.detach()), epoch + 1, per_epoch=False)
                 opt.zero_grad(set_to_none=True)
@@ -535,6 +551,13 @@ def train(
     if memo_key is not None:
         memo.store(memo_key, {"student": student, "terms": distiller.extra}, history.to_dict())
     return history
+
+
+def _precision_key(config: TrainConfig) -> tuple:
+    """What precision and memory format add to a run's memo key (nothing at the defaults, so that the
+    keys of float32 runs stay as they were)."""
+    changed = (config.precision, config.channels_last) != ("float32", False)
+    return ("precision", config.precision, "channels_last", config.channels_last) if changed else ()
 
 
 def _memo_key(*run) -> str | None:

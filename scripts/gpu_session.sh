@@ -10,7 +10,10 @@
 # if it reached 94 %: its .pt and .json; the JSON names the machine and the seconds).
 #
 # 1. the fast teacher (scripts/train_cifar_teacher.py --recipe fast): >= 94 % in <= 10 s?
-# 2. patience and consistency (python -m kdcourse patience): baseline vs KD at 10, 30 and 100
+# 2. bfloat16 autocast + channels-last, where they help: baseline and KD for 3 epochs on 5,000 images,
+#    float32 and then bfloat16 + channels-last; the faster (images per second of KD's training steps,
+#    by 10 % at least) is the one the patience study runs in.
+# 3. patience and consistency (python -m kdcourse patience): baseline vs KD at 10, 30 and 100
 #    epochs, 2 seeds, the shipped 88 % ResNet teacher live on the student's augmented view. The
 #    stored H200 timings (results/cifar10_full.json: 16 s a 30-epoch baseline run, 23 s KD) put
 #    these at about 6 minutes; the issue's 30/100/300 x 3 seeds (about 28 minutes) needs a faster
@@ -27,13 +30,38 @@ PY=${PY:-python3}
 { nvidia-smi -L; "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } \
   > "$OUT/machine.txt" 2>&1
 start=$SECONDS
-timeout 150 "$PY" scripts/train_cifar_teacher.py --recipe fast --compile --out-dir "$OUT" \
+timeout 120 "$PY" scripts/train_cifar_teacher.py --recipe fast --compile --out-dir "$OUT" \
   --name cifar10_teacher_fast > "$OUT/teacher_fast.log" 2>&1
 echo "fast teacher: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"
 tail -5 "$OUT/teacher_fast.log"
 
-left=$((540 - SECONDS))
-timeout "$left" "$PY" -m kdcourse patience --budgets 10,30,100 --seeds 2 --quiet \
+probe() {  # probe NAME FLAGS...: a short run, for its images per second
+  local name=$1; shift
+  timeout 90 "$PY" -m kdcourse patience --budgets 3 --seeds 1 --images 5000 --quiet "$@" \
+    --json "$OUT/probe_$name.json" > "$OUT/probe_$name.log" 2>&1
+  echo "probe $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"
+}
+probe float32
+probe bfloat16 --precision bfloat16 --channels-last
+FAST=$("$PY" - "$OUT" 2>>"$OUT/machine.txt" <<'PYEOF'
+import json, sys
+from pathlib import Path
+speed = {}
+for name in ("float32", "bfloat16"):
+    try:
+        budget = json.loads((Path(sys.argv[1]) / f"probe_{name}.json").read_text())["budgets"]["3"]
+        speed[name] = budget["images_per_second"]["kd"]
+    except (OSError, KeyError, ValueError):
+        pass
+print(speed, file=sys.stderr)
+print("--precision bfloat16 --channels-last" if speed.get("bfloat16", 0) > 1.1 * speed.get("float32", float("inf")) else "")
+PYEOF
+)
+echo "the study runs with: ${FAST:-float32} (KD images/s of both probes: the line above)" | tee -a "$OUT/machine.txt"
+
+left=$((560 - SECONDS))
+# shellcheck disable=SC2086  # FAST is empty or two flags
+timeout "$left" "$PY" -m kdcourse patience --budgets 10,30,100 --seeds 2 --quiet $FAST \
   --json "$OUT/cifar10_patience.json" > "$OUT/patience.log" 2>&1
 echo "patience: exit $? after $((SECONDS - start)) s (limit ${left} s)" | tee -a "$OUT/machine.txt"
 tail -12 "$OUT/patience.log"
