@@ -19,6 +19,7 @@ plugs in as a term:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -322,9 +323,9 @@ class TrainConfig:
     inputs to augmented ones (then the teacher runs live on every batch); ``cache_teacher``
     computes the teacher's outputs once when the inputs never change; ``progress`` shows a bar;
     ``device`` defaults to :func:`kdcourse.config.device`. ``precision="bfloat16"`` runs the forward
-    passes (student, and a live teacher) under ``torch.autocast`` in bfloat16, the losses' softmaxes
-    staying in float32 as autocast keeps them; ``channels_last`` stores the networks and image batches
-    channels-last. Both are for a GPU (on most CPUs they are slower) and change the numbers a little.
+    passes (student, and a live teacher) under ``torch.autocast`` in bfloat16 (on a GPU autocast keeps the
+    softmaxes and losses in float32; on a CPU only the losses); ``channels_last`` stores the student, a
+    live teacher (while it trains) and the image batches channels-last. Both are for a GPU (on most CPUs they are slower) and change the numbers a little.
     :meth:`replace` returns a changed copy.
     """
 
@@ -419,10 +420,9 @@ def train(
     x_train, y_train = tensors(train_data)
     world = parallel.world_size()
     seed_everything(seed)
-    memory = torch.channels_last if config.channels_last else torch.preserve_format
-    student.to(dev, memory_format=memory)
+    student.to(dev, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     if teacher is not None:
-        teacher.to(dev, memory_format=memory)
+        teacher.to(dev)
     if terms is None:
         terms = method_terms(method, student=student, teacher=teacher, sample_input=x_train[:2].to(dev),
                              T=T, alpha=alpha, feature=feature, layers=layers, weights=weights)
@@ -485,7 +485,7 @@ def train(
     view_generator = torch.Generator().manual_seed(seed + 1_000_003) if teacher_views is not None else None
     bar = tqdm(range(epochs), desc=name if teacher is not None else "training",
                disable=not (progress_enabled(progress) and parallel.is_main()), leave=False)
-    with parallel.own_random_streams(seed, dev):
+    with parallel.own_random_streams(seed, dev), _channels_last(teacher if config.channels_last else None):
         for epoch in bar:
             start = time.perf_counter()
             distiller.epoch = epoch + 1
@@ -551,6 +551,20 @@ def train(
     if memo_key is not None:
         memo.store(memo_key, {"student": student, "terms": distiller.extra}, history.to_dict())
     return history
+
+
+@contextlib.contextmanager
+def _channels_last(teacher: nn.Module | None):
+    """The teacher channels-last while the student trains, and back in the usual layout afterwards (the
+    caller's teacher is shared by other runs, which the two layouts would round differently)."""
+    if teacher is None:
+        yield
+        return
+    teacher.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        teacher.to(memory_format=torch.contiguous_format)
 
 
 def _precision_key(config: TrainConfig) -> tuple:

@@ -1,5 +1,6 @@
 """Exercise checkers. Each ``check_*`` runs a learner's function on fixed inputs against the
-reference in :mod:`kdcourse.losses` (or :mod:`kdcourse.methods`); when right it prints one
+reference in the package (:mod:`kdcourse.losses`, :mod:`kdcourse.methods`, :func:`kdcourse.distill.accuracy`,
+:func:`kdcourse.models.count_parameters`); when right it prints one
 success line, when wrong it raises ``AssertionError`` whose message names the likely mistake.
 """
 from .logits import *  # lessons 01-02: softmax, entropy, kd_loss, distillation_loss

@@ -31,8 +31,8 @@ __all__ = [
     "check_renormalize_top_k",
 ]
 
-_NAN_HINT = engine.mistake("renormalize_top_k.nan_from_log")
-_KL_DIV_NAN = engine.mistake("masked_token_kd.nan_from_kl_div")
+_NAN_HINT = engine.mistake("language.nan_from_log")
+_KL_DIV_NAN = engine.mistake("language.nan_from_kl_div")
 
 
 # ------------------------------------------------------------------ fixed inputs
@@ -150,7 +150,7 @@ def _output(reference: Callable, nan_hint: str, scalar: bool = True) -> Callable
                 f"expected {tuple(expected.shape)}, one value per cached candidate"
             raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; {what}.")
         if not torch.isfinite(out).all() and torch.isfinite(expected).all():
-            raise engine.fail("masked_token_kd.not_finite", name=name, shown=shown, nan_hint=nan_hint)
+            raise engine.fail("language.not_finite", name=name, shown=shown, nan_hint=nan_hint)
         return out
     return output
 

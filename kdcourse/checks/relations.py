@@ -34,7 +34,7 @@ def _scale_invariance(name: str, fn: Callable, s: torch.Tensor, t: torch.Tensor,
     base = fn(s.clone(), t.clone())
     for label, args in (("the student's", (10.0 * s, t)), ("the teacher's", (s, 0.1 * t))):
         if not engine.close(fn(*args), base):
-            raise engine.fail("rkd_distance_loss.scale_dependent", name=name, label=label, base=fmt(base),
+            raise engine.fail("relations.scale_dependent", name=name, label=label, base=fmt(base),
                               scaled=fmt(fn(*args)), what=what)
 
 

@@ -16,7 +16,8 @@ why it matters, what to write instead; it may name the numbers of the case at ha
 factor ``T^2``, ``{C}`` the number of classes, ``{B}`` the batch size, ``{alpha}`` and
 ``{1-alpha}`` the weights, ``{moved}`` the teacher's buffers that moved; ``{name}``, ``{shown}`` and
 the other fields, what the checker at hand passes), and ``pitfall=True`` for the seven of lesson 07.
-:func:`message` fills them in.
+:func:`message` fills them in. An entry that starts in lower case or ends without a full stop is a
+fragment a checker splices into a sentence (``language.nan_from_log``, a regressor's shape hint).
 
     >>> print(message("missing_t_squared", T=4))
     the soft term is off by a factor T^2 (= 16 at T=4): ...
@@ -47,13 +48,12 @@ def message(mistake_id: str, *, T: float | None = None, C: int | None = None, B:
     missing = [f for f in placeholders(mistake_id) if f not in fields]
     if missing:
         raise KeyError(f"the message of {mistake_id!r} needs {', '.join(missing)}")
-    for key, value in (("{T2}", f"{T * T:g} at T={T:g}" if T else "T^2"), ("{C}", str(C) if C else "C"),
-                       ("{B}", str(B) if B else "B"),
-                       ("{1-alpha}", f"{1 - alpha:g}" if alpha is not None else "1 - alpha"),
-                       ("{alpha}", f"{alpha:g}" if alpha is not None else "alpha"),
-                       ("{moved}", moved or "see teacher_drift"), *((f"{{{k}}}", str(v)) for k, v in fields.items())):
-        text = text.replace(key, value)
-    return text
+    numbers = {"T2": f"{T * T:g} at T={T:g}" if T else "T^2", "C": str(C) if C else "C", "B": str(B) if B else "B",
+               "1-alpha": f"{1 - alpha:g}" if alpha is not None else "1 - alpha",
+               "alpha": f"{alpha:g}" if alpha is not None else "alpha", "moved": moved or "see teacher_drift"}
+    values = {**numbers, **{k: str(v) for k, v in fields.items()}}
+    # one pass: a value that holds braces (a learner's error message, a dict) is left as it is
+    return re.sub(r"\{(1-alpha|[A-Za-z_]\w*)\}", lambda m: values.get(m.group(1), m.group(0)), text)
 
 
 def placeholders(mistake_id: str) -> list[str]:

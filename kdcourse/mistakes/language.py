@@ -61,11 +61,11 @@ masked_token_kd.wrong_dim
     its softmaxes run over the wrong dimension: the vocabulary is the LAST dimension of (batch, length, vocab)
     logits: use dim=-1.
 
-masked_token_kd.nan_from_kl_div
+language.nan_from_kl_div
     usually F.kl_div given log-probabilities as its target without log_target=True: it then takes the log of
     negative numbers. Pass log_target=True, or give it probabilities
 
-masked_token_kd.not_finite
+language.not_finite
     {name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}.
 
 masked_token_kd.no_gradient
@@ -138,7 +138,7 @@ renormalize_top_k.log_prob_ratio
     it divides the log-probabilities by their sum: renormalise the probabilities, exp(lp) / exp(lp).sum(-1,
     keepdim=True).
 
-renormalize_top_k.nan_from_log
+language.nan_from_log
     a log of zero or of a negative number, or an exp() that overflows: work with torch.log_softmax / torch.softmax,
     which are stable
 """)

@@ -1,4 +1,4 @@
-"""The mistakes of logit distillation (lessons 01-04, and lesson 07's pitfalls): the softmax with a temperature,
+"""The mistakes of logit distillation (lessons 01, 02 and 04, and lesson 07's pitfalls): the softmax with a temperature,
 the entropy, the soft term T^2 KL(p_t || p_s), its weights, the hard term and the frozen teacher."""
 
 from __future__ import annotations

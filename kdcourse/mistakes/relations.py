@@ -49,7 +49,7 @@ rkd_distance_loss.squared
     it compares SQUARED distances; RKD uses the Euclidean distances ||t_i - t_j||_2 (take the square root, e.g.
     torch.cdist).
 
-rkd_distance_loss.scale_dependent
+relations.scale_dependent
     {name} changes when {label} embedding is multiplied by a constant ({base} -> {scaled}). {what}
 
 rkd_angles.vertex_first
