@@ -21,8 +21,7 @@ from .. import mistakes as catalogue
 
 RTOL, ATOL = 1e-4, 1e-6
 
-IN_PLACE_FEATURES = ("an in-place op such as `x.pow_(2)`, `x /= n` or `x[...] = ...`). Compute new tensors "
-                     "instead: the caller's features must stay as they were.")
+IN_PLACE_FEATURES = catalogue.message("answer.in_place_features")
 """The fix an in-place change of an input gets, by default (:func:`call`'s ``in_place``)."""
 
 
@@ -95,7 +94,7 @@ def try_call(fn: Callable, args: tuple, name: str | None = None, shown: str | No
     for original, passed in zip(args, clones):
         if isinstance(original, torch.Tensor) and not torch.equal(original, passed):
             who = f"{name}({shown})" if name and shown else name or name_of(fn, "your function")
-            raise AssertionError(f"{who} changed its input tensor in place ({in_place}")
+            raise AssertionError(mistake("answer.changed_input_in_place", who=who, in_place=in_place))
     return out, None
 
 
@@ -201,8 +200,7 @@ def unit_rows_note(out: torch.Tensor) -> str:
 
 def tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | None = None,
                   shape_hints: dict | None = None, finite: bool = True,
-                  numpy_hint: str = "Use torch operations and return a torch.Tensor (gradients cannot flow "
-                                    "through NumPy).") -> torch.Tensor:
+                  numpy_hint: str = mistake("answer.numpy")) -> torch.Tensor:
     """Type check (and, if given, shape check) of a returned tensor, with hints for the usual slips;
     ``finite=True`` also refuses NaN and infinite values."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
@@ -217,9 +215,8 @@ def tensor_output(name: str, shown: str, out, expected_shape: Sequence[int] | No
         raise fail("answer.not_a_tensor", name=name, shown=shown, type=type(out).__name__, hint=hint)
     if expected_shape is not None and tuple(out.shape) != tuple(expected_shape):
         hint = (shape_hints or {}).get(tuple(out.shape), "")
-        raise AssertionError(
-            f"{name}({shown}) returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}. {hint}".rstrip()
-        )
+        raise fail("answer.wrong_shape", name=name, shown=shown, got=tuple(out.shape), expected=tuple(expected_shape),
+                   hint=f" {hint}" if hint else "")
     if finite and not torch.isfinite(out).all():
         raise fail("answer.not_finite", name=name, shown=shown, got=fmt(out))
     return out

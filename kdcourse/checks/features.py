@@ -70,10 +70,9 @@ def _regressor_hint(regressor, student_shape, teacher_shape=None, batch_sizes=()
     if wrong_in or wrong_out:
         which = ("input and output channel counts are" if wrong_in and wrong_out else
                  "input channel count is" if wrong_in else "output channel count is")
-        return (f"The regressor's {which} shape[0], the batch size N. Feature maps are "
-                f"(N, C, H, W): the channel count is shape[1] ({student_shape[1]} for the student"
-                + (f", {teacher_shape[1]} for the teacher" if teacher_shape is not None else "")
-                + "), so use nn.Conv2d(student_shape[1], teacher_shape[1], kernel_size=1).")
+        counts = f"{student_shape[1]} for the student" + (
+            f", {teacher_shape[1]} for the teacher" if teacher_shape is not None else "")
+        return engine.mistake("make_regressor.channels_from_batch", which=which, counts=counts)
     return None
 
 
@@ -122,7 +121,7 @@ def check_make_regressor(fn: Callable) -> None:
             ) from None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != t_shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            hint = "compare it with the teacher's shape."
+            hint = engine.mistake("make_regressor.compare_shapes")
             if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] == t_shape[1]:
                 hint = engine.mistake("make_regressor.spatial_size_changed")
             elif isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] != t_shape[1]:
@@ -196,8 +195,7 @@ def _hint_gradients(exercise, name: str, fn: Callable) -> None:
 
 def _hint_error(error: BaseException, case: tuple) -> str:
     if isinstance(error, RuntimeError) and ("channels" in str(error) or "size of tensor" in str(error)):
-        return ("\nThe shapes do not line up: the regressor takes the STUDENT's channels and outputs "
-                "the teacher's, so apply it to student_feature, then compare with teacher_feature.")
+        return ("\n" + engine.mistake("hint_loss.shapes_do_not_line_up"))
     return ""
 
 
@@ -268,13 +266,9 @@ def check_hint_term(fn: Callable) -> None:
         try:
             expected = losses.hint_loss(s_out[feature], t_out[feature], term.module)
         except Exception as error:  # term.module is not a regressor from the student's shape to the teacher's
-            raise AssertionError(
-                f"{name}: term.module cannot map the student's {feature!r} features {s_shape} onto the teacher's "
-                f"{t_shape} ({type(error).__name__}: {error}). "
-                + (_regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),))
-                   or "Build ONE regressor from the two shapes (make_regressor(student_shape, teacher_shape)), "
-                      "use it in fn and pass it as module.")
-            ) from None
+            hint = _regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),)) or engine.mistake("hint_term.one_regressor")
+            raise engine.fail("hint_term.module_not_a_regressor", name=name, feature=f"{feature!r}", s_shape=s_shape,
+                              t_shape=t_shape, type=type(error).__name__, error=error, hint=hint) from None
         if not engine.close(value, expected):
             if engine.close(value, weight * expected):
                 raise engine.fail("hint_term.weight_twice", name=name)
@@ -324,14 +318,11 @@ def _attention_variants() -> list[engine.Variant]:
 def _attention_map_hints(case: tuple, out) -> dict:
     n, c, h, w = case[0].shape
     return {
-        (c, h * w): "It reduced over dim 0, the batch (shape[0] is the batch size N): the channels are dim 1, "
-                    "so reduce over dim=1 and keep one map per example.",
-        (n, h, w): "Flatten the positions: the map of one example is a vector of H*W values (q.flatten(1)), "
-                   "normalised as a whole.",
-        (n, c): "It reduced over the positions; reduce over the CHANNELS (dim=1) and keep one value per "
-                "position.",
-        (n, c, h * w): "Reduce over the channels (dim=1): one value per position.",
-        (h * w,): "Keep the batch dimension: one map per example, shape (N, H*W).",
+        (c, h * w): engine.mistake("attention_map.reduced_over_batch"),
+        (n, h, w): engine.mistake("attention_map.not_flattened"),
+        (n, c): engine.mistake("attention_map.reduced_over_positions"),
+        (n, c, h * w): engine.mistake("attention_map.not_reduced"),
+        (h * w,): engine.mistake("attention_map.no_batch_dimension"),
     }
 
 

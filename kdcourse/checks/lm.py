@@ -146,9 +146,9 @@ def _output(reference: Callable, nan_hint: str, scalar: bool = True) -> Callable
         expected = reference(*case)
         out = engine.tensor_output(name, shown, out, finite=False)
         if out.shape != expected.shape:
-            what = "a loss must be a scalar (shape ()): average over the real tokens" if scalar else \
-                f"expected {tuple(expected.shape)}, one value per cached candidate"
-            raise AssertionError(f"{name}({shown}) returned shape {tuple(out.shape)}; {what}.")
+            shapes = {"name": name, "shown": shown, "got": tuple(out.shape), "expected": tuple(expected.shape)}
+            raise engine.fail("masked_token_kd.not_a_scalar", **shapes) if scalar else \
+                engine.fail("renormalize_top_k.wrong_shape", **shapes)
         if not torch.isfinite(out).all() and torch.isfinite(expected).all():
             raise engine.fail("language.not_finite", name=name, shown=shown, nan_hint=nan_hint)
         return out
@@ -164,10 +164,9 @@ def _rows_fallback(exercise, name, out, e, case) -> str:
     """Where a tensor is off: the row that differs most, and the formula."""
     got, want = out.detach().reshape(-1, out.shape[-1]), e.reshape(-1, e.shape[-1])
     worst = int((got - want).abs().amax(-1).argmax())
-    return (f"{name}({exercise.show(case)}) returned the right shape but other values; in row {worst} of the flattened "
-            f"output: got {fmt(got[worst])} (sum {float(got[worst].sum()):.4g}), expected {fmt(want[worst])} "
-            f"(sum {float(want[worst].sum()):.4g}). No classic mistake explains this."
-            "\n  The formula: p_j / sum_{i <= k} p_i with p = exp(top_log_probs).")
+    return engine.mistake("renormalize_top_k.unexplained", name=name, shown=exercise.show(case), row=worst,
+                          got=fmt(got[worst]), got_sum=f"{float(got[worst].sum()):.4g}", expected=fmt(want[worst]),
+                          expected_sum=f"{float(want[worst].sum()):.4g}") + "\n  The formula: p_j / sum_{i <= k} p_i with p = exp(top_log_probs)."
 
 
 def _real_tokens_only(exercise, name: str, fn: Callable) -> None:

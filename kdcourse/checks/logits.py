@@ -98,8 +98,8 @@ _DISTILL_INPUTS = [
 # ------------------------------------------------------------------ shared helpers
 
 
-_IN_PLACE = "e.g. `logits /= T`). Write `scaled = logits / T` instead: the caller's logits must stay as they were."
-_NUMPY_HINT = "Use torch operations (torch.softmax, torch.exp, ...) and return a torch.Tensor."
+_IN_PLACE = engine.mistake("answer.in_place_logits")
+_NUMPY_HINT = engine.mistake("answer.numpy_logits")
 
 
 def _call(fn: Callable, name: str, args: tuple, shown: str):
@@ -159,10 +159,7 @@ def _softmax_edges(exercise, name: str, fn: Callable) -> None:
     try:
         out = _call(fn, name, (z, T), shown)
     except AssertionError as error:
-        raise AssertionError(
-            f"{error}\nYour function works on a batch but not on one example (a 1-D tensor): take the "
-            "softmax over dim=-1, the last dimension, which is the classes in both cases."
-        ) from None
+        raise AssertionError(f"{error}\n" + engine.mistake("softmax_with_temperature.fails_on_one_example")) from None
     if not _close(_check_output(name, shown, out, expected), expected):
         raise engine.fail("softmax_with_temperature.one_example_dim", name=name, shown=shown, got=fmt(out),
                           expected=fmt(expected))
@@ -327,7 +324,7 @@ def _scalar_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
         elif out.dim() == 2:
             hint = (" " + engine.mistake("kd_loss.one_value_per_class"))
         else:
-            hint = " Reduce it to a single number."
+            hint = " " + engine.mistake("kd_loss.reduce_to_one")
         raise engine.fail("kd_loss.not_a_scalar", name=name, shown=shown, out_shape=tuple(out.shape), hint=hint)
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..mistakes import resolve
 from ..pitfalls import _DIAGNOSES, MYSTERIES, PITFALLS
-from .engine import fail
+from .engine import fail, mistake
 from .fallback import UNANSWERED
 
 __all__ = ["check_diagnosis"]
@@ -33,12 +33,10 @@ def check_diagnosis(mystery: str, answer: str) -> None:
     name = resolve(answer)  # the accepted spellings: kdcourse.mistakes.CATALOGUE
     if name not in PITFALLS:
         listing = "\n".join(f"  {k!r}: {v}" for k, v in PITFALLS.items())
-        raise AssertionError(f"{answer!r} is not one of the pitfalls. Choose one of:\n{listing}")
+        raise AssertionError(mistake("diagnosis.unknown", answer=f"{answer!r}") + f"\n{listing}")
     truth, diagnosis = _DIAGNOSES[mystery].bug, _DIAGNOSES[mystery]
     if name != truth:
         hint = diagnosis.hints.get(name, diagnosis.hint)
-        raise AssertionError(
-            f"Good try, but the symptoms of {mystery} do not fit {name!r} ({PITFALLS[name]}).\n"
-            f"Hint: {hint}"
-        )
+        raise AssertionError(mistake("diagnosis.wrong", mystery=mystery, answer=f"{name!r}", summary=PITFALLS[name])
+                             + f"\nHint: {hint}")
     print(f"✓ {mystery} is {truth!r}: {diagnosis.why}")

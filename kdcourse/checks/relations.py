@@ -206,7 +206,7 @@ def _angles_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
     n = len(case[0])
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, n, n) and not torch.isfinite(out).all():
         raise engine.fail("rkd_angles.nan_where_points_coincide", name=name, shown=shown)
-    out = engine.tensor_like(lambda c: (n, n, n), lambda c, o: {(n, n): "One value per TRIPLET (i, j, k): the result is (N, N, N)."})(
+    out = engine.tensor_like(lambda c: (n, n, n), lambda c, o: {(n, n): engine.mistake("rkd_angles.one_value_per_pair")})(
         name, shown, out, case)
     return out.detach().where(_valid(n), torch.zeros(()))
 
@@ -300,7 +300,7 @@ def _flatten_hint(error: Exception) -> str | None:
     """For an error on 4-D features: most likely they were not flattened."""
     text = str(error).lower()
     if any(word in text for word in ("size", "dimension", "shape", "dims")):
-        return _FLATTEN + " similarity_matrix(feature) should do it, for any (b, ...) feature."
+        return _FLATTEN + " " + engine.mistake("similarity_matrix.flatten_any_feature")
     return None
 
 
@@ -321,11 +321,10 @@ def _sim_variants() -> list[engine.Variant]:
 def _sim_hints(case: tuple, out) -> dict:
     f = case[0]
     b, d = f.shape[0], f[0].numel()
-    hints = {(d, d): "That is the Gram matrix of the features' dimensions (Q^T Q); SP compares EXAMPLES: "
-                     "G = Q Q^T is (b, b)."}
+    hints = {(d, d): engine.mistake("similarity_matrix.gram_of_dimensions")}
     if f.dim() > 2:
         c = f.shape[1]
-        hints[(b, c, c)] = "Flatten each example first: Q = feature.flatten(1), then G = Q @ Q.T is (b, b)."
+        hints[(b, c, c)] = engine.mistake("similarity_matrix.channel_gram")
         if isinstance(out, torch.Tensor) and tuple(out.shape) not in hints:
             hints[tuple(out.shape)] = _FLATTEN  # any other shape from a 4-D input: most likely not flattened
     return hints

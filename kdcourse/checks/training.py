@@ -107,7 +107,7 @@ COUNT_PARAMETERS = engine.Exercise(
         f"{name} returned {out} for {exercise.show(case)} with {expected} parameters. Add up p.numel() for every "
         "p in model.parameters()."),
     output=_an_int, same=lambda a, b: a == b, quote=_numbers,
-    call_hint=lambda case: lambda error: "Loop over model.parameters() and add up p.numel() for each tensor p.",
+    call_hint=lambda case: lambda error: engine.mistake("count_parameters.raised"),
     reference_name="kdcourse.models.count_parameters",
 )
 

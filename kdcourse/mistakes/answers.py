@@ -52,6 +52,31 @@ answer.nan_gradient
 answer.zero_gradient
     {name}: the gradient with respect to {what} is zero: the loss must depend on it.
 
+answer.in_place_logits
+    e.g. `logits /= T`). Write `scaled = logits / T` instead: the caller's logits must stay as they were.
+
+answer.numpy_logits
+    Use torch operations (torch.softmax, torch.exp, ...) and return a torch.Tensor.
+
+answer.in_place_features
+    an in-place op such as `x.pow_(2)`, `x /= n` or `x[...] = ...`). Compute new tensors instead: the caller's
+    features must stay as they were.
+
+answer.numpy
+    Use torch operations and return a torch.Tensor (gradients cannot flow through NumPy).
+
+answer.changed_input_in_place
+    {who} changed its input tensor in place ({in_place}
+
+answer.wrong_shape
+    {name}({shown}) returned shape {got}, expected {expected}.{hint}
+
 diagnosis.not_a_string
     Write your diagnosis as a string, one of: {pitfalls} (got {answer}).
+
+diagnosis.unknown
+    {answer} is not one of the pitfalls. Choose one of:
+
+diagnosis.wrong
+    Good try, but the symptoms of {mystery} do not fit {answer} ({summary}).
 """)

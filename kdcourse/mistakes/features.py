@@ -53,6 +53,13 @@ make_regressor.accepts_other_sizes
     cannot turn 8x8 maps into 4x4 ones: raise a ValueError asking for layers with the same spatial size (keep the
     check at the top of the function).
 
+make_regressor.compare_shapes
+    compare it with the teacher's shape.
+
+make_regressor.channels_from_batch
+    The regressor's {which} shape[0], the batch size N. Feature maps are (N, C, H, W): the channel count is shape[1]
+    ({counts}), so use nn.Conv2d(student_shape[1], teacher_shape[1], kernel_size=1).
+
 hint_loss.sum
     it sums the squared errors; average them over all elements (F.mse_loss), so that one weight suits layers of
     any size (the paper's 1/2 goes into the weight too).
@@ -89,6 +96,10 @@ hint_loss.regressor_not_trained
 hint_loss.unexplained
     {name}(student {student}, teacher {teacher}) returned {out}, expected {expected}. No classic mistake explains
     this; compare your code with F.mse_loss(regressor(student_feature), teacher_feature).
+
+hint_loss.shapes_do_not_line_up
+    The shapes do not line up: the regressor takes the STUDENT's channels and outputs the teacher's, so apply it to
+    student_feature, then compare with teacher_feature.
 
 hint_term.not_a_loss_term
     {name}({shown}) returned a {type}; return a LossTerm(name, weight, fn, features=(feature,), module=regressor).
@@ -132,6 +143,14 @@ hint_term.module_not_used
     {name}: fn's value does not depend on term.module's parameters: the regressor handed to the optimizer is not the
     one used in the loss. Build ONE regressor, use it in fn and pass it as module.
 
+hint_term.module_not_a_regressor
+    {name}: term.module cannot map the student's {feature} features {s_shape} onto the teacher's {t_shape} ({type}:
+    {error}). {hint}
+
+hint_term.one_regressor
+    Build ONE regressor from the two shapes (make_regressor(student_shape, teacher_shape)), use it in fn and pass it
+    as module.
+
 attention_map.ignores_p
     it ignores p and always squares: use feature.abs().pow(p).
 
@@ -157,6 +176,22 @@ attention_map.softmax
 
 attention_map.max
     it divides by the maximum; attention transfer divides by the L2 norm: F.normalize(q, dim=1).
+
+attention_map.reduced_over_batch
+    It reduced over dim 0, the batch (shape[0] is the batch size N): the channels are dim 1, so reduce over dim=1
+    and keep one map per example.
+
+attention_map.not_flattened
+    Flatten the positions: the map of one example is a vector of H*W values (q.flatten(1)), normalised as a whole.
+
+attention_map.reduced_over_positions
+    It reduced over the positions; reduce over the CHANNELS (dim=1) and keep one value per position.
+
+attention_map.not_reduced
+    Reduce over the channels (dim=1): one value per position.
+
+attention_map.no_batch_dimension
+    Keep the batch dimension: one map per example, shape (N, H*W).
 
 attention_transfer_loss.sum
     it sums over the batch and the positions; average instead (.pow(2).mean()), as in the authors' code: the

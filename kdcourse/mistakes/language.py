@@ -81,6 +81,9 @@ masked_token_kd.detached_part
     {norm}, expected {expected_norm}): part of the student's computation is detached (.detach(), .data, or a value
     computed under no_grad), so training would follow the wrong direction. Keep every student term in the graph.
 
+masked_token_kd.not_a_scalar
+    {name}({shown}) returned shape {got}; a loss must be a scalar (shape ()): average over the real tokens.
+
 reverse_kl.forward
     it computes the forward KL(teacher || student): the reverse KL weights the log-ratio by the STUDENT's
     probabilities: sum q_s (log q_s - log p_t).
@@ -137,6 +140,13 @@ renormalize_top_k.wrong_dim
 renormalize_top_k.log_prob_ratio
     it divides the log-probabilities by their sum: renormalise the probabilities, exp(lp) / exp(lp).sum(-1,
     keepdim=True).
+
+renormalize_top_k.wrong_shape
+    {name}({shown}) returned shape {got}; expected {expected}, one value per cached candidate.
+
+renormalize_top_k.unexplained
+    {name}({shown}) returned the right shape but other values; in row {row} of the flattened output: got {got} (sum
+    {got_sum}), expected {expected} (sum {expected_sum}). No classic mistake explains this.
 
 language.nan_from_log
     a log of zero or of a negative number, or an exp() that overflows: work with torch.log_softmax / torch.softmax,

@@ -174,6 +174,10 @@ softmax_with_temperature.overflow
     {name}({shown}) returned {got}: exp(1000) overflows to inf and inf / inf is nan. Subtract each row's maximum
     before the exp (the softmax does not change), or use torch.softmax.
 
+softmax_with_temperature.fails_on_one_example
+    Your function works on a batch but not on one example (a 1-D tensor): take the softmax over dim=-1, the last
+    dimension, which is the classes in both cases.
+
 entropy.bits
     it uses log base 2 (bits); the course measures entropy in nats: use the natural log (torch.log), so the
     uniform distribution over 10 classes has entropy log(10) = 2.303.
@@ -214,4 +218,7 @@ kd_loss.not_a_scalar
 kd_loss.no_gradient
     {name}({shown}) returns the right value but no gradient flows back to the student's logits: did you use
     .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.
+
+kd_loss.reduce_to_one
+    Reduce it to a single number.
 """)

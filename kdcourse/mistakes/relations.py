@@ -102,6 +102,9 @@ rkd_angles.unexplained
     (the cosine of the angle at t_1), got {got}. No classic mistake explains this; compare with A[i, j, k] = <e_ij,
     e_kj>, e_ij = (t_i - t_j) / ||t_i - t_j||.
 
+rkd_angles.one_value_per_pair
+    One value per TRIPLET (i, j, k): the result is (N, N, N).
+
 rkd_angle_loss.sum
     it sums over the triplets; average instead (F.smooth_l1_loss's default), so that the loss does not grow like
     N^3 with the batch size.
@@ -154,6 +157,15 @@ similarity_matrix.pooled
 similarity_matrix.not_flattened
     The features here are 4-D (N, C, H, W): flatten each example to one vector first, Q = feature.flatten(1) (or
     feature.view(len(feature), -1)), so that G = Q @ Q.T is (b, b).
+
+similarity_matrix.gram_of_dimensions
+    That is the Gram matrix of the features' dimensions (Q^T Q); SP compares EXAMPLES: G = Q Q^T is (b, b).
+
+similarity_matrix.channel_gram
+    Flatten each example first: Q = feature.flatten(1), then G = Q @ Q.T is (b, b).
+
+similarity_matrix.flatten_any_feature
+    similarity_matrix(feature) should do it, for any (b, ...) feature.
 
 similarity_preserving_loss.no_b2
     the 1/b^2 is missing: divide the squared Frobenius norm by b^2 (b = batch size), so that the loss does not

@@ -37,6 +37,9 @@ count_parameters.returned_tensor
 count_parameters.not_an_int
     {name} should return an int, got {type} ({out}).
 
+count_parameters.raised
+    Loop over model.parameters() and add up p.numel() for each tensor p.
+
 accuracy.count
     it returns the number of correct predictions; divide by the number of examples (12 in the first case) to get
     a fraction.
