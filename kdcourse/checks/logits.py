@@ -372,9 +372,9 @@ _WEIGHTS = {
     "soft_unweighted": lambda a: (1.0, 1 - a),
     "alpha_both": lambda a: (a, a),
     "no_weights": lambda a: (1.0, 1.0),
+    "soft_only": lambda a: (1.0, 0.0),
+    "hard_only": lambda a: (0.0, 1.0),
 }
-_HARD = ("ok", "ce_at_temperature", "ce_at_temperature_t_squared", "ce_sum", "ce_teacher_labels",
-         "ce_on_probabilities", "ce_scaled_t_squared", "nll_on_logits", "nll_on_probabilities")
 # the soft-term mistakes tried inside the sum: (scale, direction, reduction, temperature, form, dim) of _kd_variant
 _SOFT_FOR_MIX = {
     "ok": ("ok", "ok", "ok", "ok", "ok"),
@@ -387,34 +387,27 @@ _SOFT_FOR_MIX = {
 }
 
 
-def _hard_term(kind: str, s, t, y, T):
-    if kind == "ce_at_temperature":
-        return F.cross_entropy(s / T, y)
-    if kind == "ce_at_temperature_t_squared":
-        return F.cross_entropy(s / T, y) * T * T
-    if kind == "ce_sum":
-        return F.cross_entropy(s, y, reduction="sum")
-    if kind == "ce_teacher_labels":
-        return F.cross_entropy(s, t.argmax(1))
-    if kind == "ce_on_probabilities":
-        return F.cross_entropy(torch.softmax(s, 1), y)
-    if kind == "ce_scaled_t_squared":
-        return F.cross_entropy(s, y) * T * T
-    if kind == "nll_on_logits":
-        return F.nll_loss(s, y)
-    if kind == "nll_on_probabilities":
-        return F.nll_loss(torch.softmax(s, 1), y)
-    return F.cross_entropy(s, y)
+_HARD_TERMS = {  # the hard term under each slip (an id of kdcourse.mistakes), of (student, teacher logits, labels, T)
+    "ok": lambda s, t, y, T: F.cross_entropy(s, y),
+    "ce_at_temperature": lambda s, t, y, T: F.cross_entropy(s / T, y),
+    "ce_at_temperature_t_squared": lambda s, t, y, T: F.cross_entropy(s / T, y) * T * T,
+    "ce_sum": lambda s, t, y, T: F.cross_entropy(s, y, reduction="sum"),
+    "ce_teacher_labels": lambda s, t, y, T: F.cross_entropy(s, t.argmax(1)),
+    "ce_on_probabilities": lambda s, t, y, T: F.cross_entropy(torch.softmax(s, 1), y),
+    "ce_scaled_t_squared": lambda s, t, y, T: F.cross_entropy(s, y) * T * T,
+    "nll_on_logits": lambda s, t, y, T: F.nll_loss(s, y),
+    "nll_on_probabilities": lambda s, t, y, T: F.nll_loss(torch.softmax(s, 1), y),
+}
 
 
 def _distill_variants() -> list[engine.Variant]:
     variants = []
-    for weights, hard, soft in itertools.product(_WEIGHTS, _HARD, _SOFT_FOR_MIX):
+    for weights, hard, soft in itertools.product(_WEIGHTS, _HARD_TERMS, _SOFT_FOR_MIX):
         soft_fn = _kd_variant(*_SOFT_FOR_MIX[soft])
 
         def fn(s, t, y, T, alpha, soft_fn=soft_fn, weights=weights, hard=hard):
             w_soft, w_hard = _WEIGHTS[weights](alpha)
-            return w_soft * soft_fn(s, t, T) + w_hard * _hard_term(hard, s, t, y, T)
+            return w_soft * soft_fn(s, t, T) + w_hard * _HARD_TERMS[hard](s, t, y, T)
 
         variants.append(engine.Variant(tuple(m for m in (weights, hard, soft) if m != "ok"), fn))
     return variants

@@ -16,17 +16,17 @@ it with the gradients of the usual wrong losses (alpha swapped, ``T^2`` missing,
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import mistakes as catalogue
 from ..distill import accuracy
+from ..losses import distillation_loss
 from ..models import count_parameters
 from . import engine
 from .engine import accepted, row
+from .logits import DISTILLATION_LOSS
 
 __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 
@@ -216,34 +216,14 @@ def _kd_setup():
     return student, teacher, batches
 
 
-def _soft_term(s, t, T, *, direction="forward", scale=None, reduction="batchmean"):
-    log_p_s = F.log_softmax(s / T, dim=1)
-    log_p_t = F.log_softmax(t / T, dim=1)
-    first, second = (log_p_s, log_p_t) if direction == "forward" else (log_p_t, log_p_s)
-    with warnings.catch_warnings():  # reduction="mean" warns; here it is the planted mistake
-        warnings.simplefilter("ignore", UserWarning)
-        kl = F.kl_div(first, second, reduction=reduction, log_target=True)
-    return kl * (T * T if scale is None else scale)
-
-
 def _variants(T: float, alpha: float):
-    """(id, loss(s, t, y), hint) for the reference and the classic mistakes (kdcourse.mistakes.CATALOGUE)."""
-    ce = F.cross_entropy
-    wrong = {
-        "swapped_alpha": lambda s, t, y: (1 - alpha) * _soft_term(s, t, T) + alpha * ce(s, y),
-        "missing_t_squared": lambda s, t, y: alpha * _soft_term(s, t, T, scale=1.0) + (1 - alpha) * ce(s, y),
-        "t_not_squared": lambda s, t, y: alpha * _soft_term(s, t, T, scale=T) + (1 - alpha) * ce(s, y),
-        "reversed_kl": lambda s, t, y: alpha * _soft_term(s, t, T, direction="reverse") + (1 - alpha) * ce(s, y),
-        "mean_reduction": lambda s, t, y: alpha * _soft_term(s, t, T, reduction="mean") + (1 - alpha) * ce(s, y),
-        "ce_at_temperature": lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s / T, y),
-        "ce_scaled_t_squared": lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y) * T * T,
-        "nll_on_logits": lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * F.nll_loss(s, y),
-        "soft_only": lambda s, t, y: _soft_term(s, t, T),
-        "hard_only": lambda s, t, y: ce(s, y),
-        "no_weights": lambda s, t, y: _soft_term(s, t, T) + ce(s, y),
-    }
-    reference = ("reference", lambda s, t, y: alpha * _soft_term(s, t, T) + (1 - alpha) * ce(s, y), "")
-    return [reference] + [(name, fn, catalogue.message(name, T=T, alpha=alpha, C=4)) for name, fn in wrong.items()]
+    """(id, loss(s, t, y), message) for the reference, then for every one-mistake row of the distillation loss's
+    table (:data:`kdcourse.checks.logits.DISTILLATION_LOSS`: alpha swapped, T^2 missing, CE at T, ...)."""
+    rows = DISTILLATION_LOSS.mistakes
+    return [("reference", lambda s, t, y: distillation_loss(s, t, y, T, alpha), "")] + [
+        (v.mistakes[0], lambda s, t, y, f=v.fn: f(s, t, y, T, alpha), catalogue.message(v.mistakes[0], T=T, alpha=alpha, C=4))
+        for v in rows]
+
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
