@@ -174,12 +174,6 @@ def _ce_error_hint(error: BaseException, case: tuple) -> str:
     return ""
 
 
-def _ce_reaches_logits(exercise, name: str, fn: Callable) -> None:
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    z = _CE_LOGITS[0].clone().requires_grad_(True)
-    engine.check_gradient(name, fn(z, _CE_LABELS[0]), z, "the student's logits")
-
-
 LABELED_CROSS_ENTROPY = engine.Exercise(
     "labeled_cross_entropy", _labeled_ce_reference, list(zip(_CE_LOGITS, _CE_LABELS)), show=_ce_show,
     variants=_ce_variants,
@@ -187,7 +181,8 @@ LABELED_CROSS_ENTROPY = engine.Exercise(
     fallback=lambda exercise, name, out, e, case: (
         engine.mistake("labeled_cross_entropy.unexplained", name=name, batch=_ce_show(case), out=fmt(out),
                        expected=fmt(e))),
-    output=_ce_output, on_match=_ce_reaches_logits, collect_errors=True, error_hint=_ce_error_hint,
+    output=_ce_output, on_match=engine.gradient_to("the student's logits"), collect_errors=True,
+    error_hint=_ce_error_hint,
     reference_name='kdcourse.methods.labeled_cross_entropy',
 )
 
