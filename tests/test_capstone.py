@@ -386,6 +386,27 @@ def test_tiny_patience_study_pairs_seeds_at_every_budget(data_cache, tmp_path, c
     assert "KD - labels (paired)" in format_patience(result)
     monkeypatch.setattr(capstone, "FULL", reg)  # the command line on 100 training and 50 test images
     out = tmp_path / "patience.json"
-    assert main(["patience", "--budgets", "1", "--seeds", "2", "--images", "100", "--quiet", "--json", str(out)]) == 0
-    assert "labels only" in capsys.readouterr().out and json.loads(out.read_text())["budgets"]["1"]["gain"]
+    assert main(["patience", "--budgets", "1", "--seeds", "2", "--images", "100", "--quiet", "--json", str(out),
+                 "--precision", "bfloat16", "--channels-last"]) == 0  # the GPU script's fast path, here on the CPU
+    written = json.loads(out.read_text())
+    assert "labels only" in capsys.readouterr().out and written["budgets"]["1"]["gain"]
+    assert written["regime"].endswith("bfloat16 autocast, channels-last")
     assert main(["patience", "--budgets", "a,b"]) == 2
+
+
+def test_the_gpu_session_script_is_valid_bash_and_uses_flags_the_command_line_has(capsys):
+    """scripts/gpu_session.sh runs only where a GPU is lent: here, its syntax and the patience flags it passes."""
+    import subprocess
+    from pathlib import Path
+
+    from kdcourse.__main__ import main
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_session.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "--precision bfloat16 --channels-last" in text
+    with pytest.raises(SystemExit) as info:  # argparse: --help lists the flags the script uses
+        main(["patience", "--help"])
+    assert info.value.code == 0
+    shown = capsys.readouterr().out
+    assert all(flag in shown for flag in ("--precision", "--channels-last", "--budgets", "--seeds", "--images"))
