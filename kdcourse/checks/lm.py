@@ -176,7 +176,7 @@ def _real_tokens_only(exercise, name: str, fn: Callable) -> None:
     s = case[0].clone().requires_grad_(True)
     out = _call(fn, name, (s, *case[1:]), exercise.show(case))
     if not out.requires_grad:
-        raise engine.fail("masked_token_kd.no_gradient", name=name)
+        raise engine.fail("answer.no_gradient_to_logits", name=name, shown=exercise.show(case))
     out.backward()
     padded = ~case[2]
     if s.grad[padded].abs().max() > 0:

@@ -336,7 +336,7 @@ def _reaches_the_student(exercise, name: str, fn: Callable) -> None:
     shown = exercise.show(case)
     out = _call(fn, name, (s, *case[1:]), shown)
     if not out.requires_grad:
-        raise engine.fail("kd_loss.no_gradient", name=name, shown=shown)
+        raise engine.fail("answer.no_gradient_to_logits", name=name, shown=shown)
 
 
 KD_LOSS = engine.Exercise(

@@ -71,6 +71,10 @@ answer.changed_input_in_place
 answer.wrong_shape
     {name}({shown}) returned shape {got}, expected {expected}.{hint}
 
+answer.no_gradient_to_logits
+    {name}({shown}) returns the right value but no gradient flows back to the student's logits: did you use
+    .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.
+
 diagnosis.not_a_string
     Write your diagnosis as a string, one of: {pitfalls} (got {answer}).
 

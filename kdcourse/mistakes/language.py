@@ -68,10 +68,6 @@ language.nan_from_kl_div
 language.not_finite
     {name}({shown}) returned NaN or inf where the answer is finite: {nan_hint}.
 
-masked_token_kd.no_gradient
-    {name} returns the right value but no gradient flows back to the student's logits: did you use .detach(),
-    .item(), torch.no_grad() or numpy? Training would not learn from it.
-
 masked_token_kd.padded_gradient
     {name} returns the right value, but padded positions receive a gradient: mask the per-token values (multiply by
     the mask) before summing.

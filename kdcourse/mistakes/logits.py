@@ -215,10 +215,6 @@ kd_loss.one_value_per_class
 kd_loss.not_a_scalar
     {name}({shown}) returned a tensor of shape {out_shape}; a loss must be a scalar (shape ()).{hint}
 
-kd_loss.no_gradient
-    {name}({shown}) returns the right value but no gradient flows back to the student's logits: did you use
-    .detach(), .item(), torch.no_grad() or numpy? Training would not learn from it.
-
 kd_loss.reduce_to_one
     Reduce it to a single number.
 """)
