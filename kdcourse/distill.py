@@ -325,8 +325,8 @@ class TrainConfig:
     ``device`` defaults to :func:`kdcourse.config.device`. ``precision="bfloat16"`` runs the forward
     passes (student, and a live teacher) under ``torch.autocast`` in bfloat16 (on a GPU autocast keeps the
     softmaxes and losses in float32; on a CPU only the losses); ``channels_last`` stores the student, a
-    live teacher (while it trains) and the image batches channels-last. Both are for a GPU (on most CPUs they are slower) and change the numbers a little.
-    :meth:`replace` returns a changed copy.
+    live teacher (while it trains) and the image batches channels-last. Both are for a GPU (on most CPUs
+    they are slower) and change the numbers a little. :meth:`replace` returns a changed copy.
     """
 
     method: str = "baseline"

@@ -55,7 +55,8 @@ for name in ("float32", "bfloat16"):
     except (OSError, KeyError, ValueError):
         pass
 print(speed, file=sys.stderr)
-print("--precision bfloat16 --channels-last" if speed.get("bfloat16", 0) > 1.1 * speed.get("float32", float("inf")) else "")
+faster = speed.get("bfloat16", 0) > 1.1 * speed.get("float32", float("inf"))
+print("--precision bfloat16 --channels-last" if faster else "")
 PYEOF
 )
 echo "the study runs with: ${FAST:-float32} (KD images/s of both probes: the line above)" | tee -a "$OUT/machine.txt"

@@ -17,7 +17,8 @@ def _named_by_checkers() -> set[str]:
 
 
 def _read_by_hand() -> set[str]:
-    """The ids the checkers' own code says (``engine.fail("id", ...)``, ``engine.mistake(...)``, ``catalogue.message(...)``)."""
+    """The ids the checkers' own code says: ``engine.fail("id", ...)``, ``engine.mistake(...)``,
+    ``catalogue.message(...)``."""
     source = "\n".join(p.read_text() for p in sorted(Path(checks.__file__).parent.glob("*.py")))
     return set(re.findall(r"(?:\b(?:mistake|fail)|catalogue\.message)\(\s*[\"']([\w.]+)[\"']", source))
 

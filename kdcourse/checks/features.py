@@ -261,12 +261,14 @@ def check_hint_term(fn: Callable) -> None:
                 engine.mistake("hint_term.wrong_layer_shapes", feature=f"{feature!r}", s_shape=s_shape,
                                t_shape=t_shape))
 
-        value = engine.call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets", hint=hint)
+        value = engine.call(term.fn, f"{name}(...).fn", (s_out, t_out, y), "student_out, teacher_out, targets",
+                            hint=hint)
         value = engine.scalar_output(f"{name}(...).fn", "student_out, teacher_out, targets", value, len(x))
         try:
             expected = losses.hint_loss(s_out[feature], t_out[feature], term.module)
         except Exception as error:  # term.module is not a regressor from the student's shape to the teacher's
-            hint = _regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),)) or engine.mistake("hint_term.one_regressor")
+            hint = (_regressor_hint(term.module, s_shape, t_shape, (len(x[:2]),))
+                    or engine.mistake("hint_term.one_regressor"))
             raise engine.fail("hint_term.module_not_a_regressor", name=name, feature=f"{feature!r}", s_shape=s_shape,
                               t_shape=t_shape, type=type(error).__name__, error=error, hint=hint) from None
         if not engine.close(value, expected):
@@ -368,7 +370,8 @@ def _at_loss_variants() -> list[engine.Variant]:
         row(m + "not_normalised", lambda s, t, p: (_q(s, p) - _q(t, p)).pow(2).mean()),
         row(m + "not_normalised", lambda s, t, p: (_q(s, p, "sum") - _q(t, p, "sum")).pow(2).mean()),
         row(m + "ignores_p", lambda s, t, p: (am(s, 2.0) - am(t, 2.0)).pow(2).mean()),
-        engine.Variant((m + "not_normalised", m + "ignores_p_in_power"), lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
+        engine.Variant((m + "not_normalised", m + "ignores_p_in_power"),
+                       lambda s, t, p: (_q(s, 2.0) - _q(t, 2.0)).pow(2).mean()),
     ]
 
 

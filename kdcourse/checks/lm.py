@@ -166,7 +166,8 @@ def _rows_fallback(exercise, name, out, e, case) -> str:
     worst = int((got - want).abs().amax(-1).argmax())
     return engine.mistake("renormalize_top_k.unexplained", name=name, shown=exercise.show(case), row=worst,
                           got=fmt(got[worst]), got_sum=f"{float(got[worst].sum()):.4g}", expected=fmt(want[worst]),
-                          expected_sum=f"{float(want[worst].sum()):.4g}") + "\n  The formula: p_j / sum_{i <= k} p_i with p = exp(top_log_probs)."
+                          expected_sum=f"{float(want[worst].sum()):.4g}") + (
+        "\n  The formula: p_j / sum_{i <= k} p_i with p = exp(top_log_probs).")
 
 
 def _real_tokens_only(exercise, name: str, fn: Callable) -> None:

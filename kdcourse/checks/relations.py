@@ -206,7 +206,8 @@ def _angles_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
     n = len(case[0])
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, n, n) and not torch.isfinite(out).all():
         raise engine.fail("rkd_angles.nan_where_points_coincide", name=name, shown=shown)
-    out = engine.tensor_like(lambda c: (n, n, n), lambda c, o: {(n, n): engine.mistake("rkd_angles.one_value_per_pair")})(
+    one_per_triplet = {(n, n): engine.mistake("rkd_angles.one_value_per_pair")}
+    out = engine.tensor_like(lambda c: (n, n, n), lambda c, o: one_per_triplet)(
         name, shown, out, case)
     return out.detach().where(_valid(n), torch.zeros(()))
 

@@ -151,12 +151,11 @@ def _accuracy_hint(error: Exception) -> str:
 
 def _accuracy_variants() -> list[engine.Variant]:
     m = "accuracy."
-    right = accuracy
     return [
-        accepted(right),
+        accepted(accuracy),
         row(m + "count", lambda z, y: int((z.argmax(1) == y).sum())),
-        row(m + "percentage", lambda z, y: 100 * right(z, y)),
-        row(m + "error_rate", lambda z, y: 1 - right(z, y)),
+        row(m + "percentage", lambda z, y: 100 * accuracy(z, y)),
+        row(m + "error_rate", lambda z, y: 1 - accuracy(z, y)),
         row(m + "over_batch", lambda z, y: float((z.argmax(0) == y).float().mean())),
     ]
 
@@ -221,8 +220,8 @@ def _variants(T: float, alpha: float):
     table (:data:`kdcourse.checks.logits.DISTILLATION_LOSS`: alpha swapped, T^2 missing, CE at T, ...)."""
     rows = DISTILLATION_LOSS.mistakes
     return [("reference", lambda s, t, y: distillation_loss(s, t, y, T, alpha), "")] + [
-        (v.mistakes[0], lambda s, t, y, f=v.fn: f(s, t, y, T, alpha), catalogue.message(v.mistakes[0], T=T, alpha=alpha, C=4))
-        for v in rows]
+        (v.mistakes[0], lambda s, t, y, f=v.fn: f(s, t, y, T, alpha),
+         catalogue.message(v.mistakes[0], T=T, alpha=alpha, C=4)) for v in rows]
 
 
 def _capital(text: str) -> str:

@@ -32,8 +32,8 @@ from .entry import Mistake
 
 __all__ = ["Mistake", "CATALOGUE", "message", "placeholders", "pitfalls", "resolve"]
 
-_ENTRIES = (*logits.ENTRIES, *training.ENTRIES, *features.ENTRIES, *relations.ENTRIES, *studies.ENTRIES, *language.ENTRIES,
-            *answers.ENTRIES)
+_ENTRIES = (*logits.ENTRIES, *training.ENTRIES, *features.ENTRIES, *relations.ENTRIES, *studies.ENTRIES,
+            *language.ENTRIES, *answers.ENTRIES)
 
 CATALOGUE: dict[str, Mistake] = {m.id: m for m in _ENTRIES}
 """Every mistake by its id."""
