@@ -45,14 +45,14 @@ def test_each_mistake_gets_its_message(name, row):
     outputs = []
     for case in exercise.cases:
         try:
-            outputs.append(row.fn(*case))
+            outputs.append(row.make(*case))
         except Exception:  # a mistake may raise on some case (no regressor for different widths)
             assert exercise.collect_errors, "the checker stops at an exception: this mistake cannot be named"
             outputs.append(None)
     if all(o is not None and exercise.same(o, exercise.reference(*c)) for o, c in zip(outputs, exercise.cases)):
         pytest.fail("the mistake gives the reference's values on every case: the cases cannot tell them apart")
     with pytest.raises(AssertionError) as error:
-        check(exercise, row.fn)
+        check(exercise, row.make)
     found = diagnose(outputs, exercise.cases, exercise.variants(), exercise.same)
     assert found and row.mistakes in [v.mistakes for v in found], "another mistake explains these outputs better"
     assert re.search(_pattern(row), str(error.value)), str(error.value)

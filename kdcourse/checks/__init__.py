@@ -41,7 +41,7 @@ _REFERENCES = {  # the checkers written by hand -> (the reference a skipped exer
                                "kdcourse.checks.fallback.reference_kd_training_step"),
     "check_make_regressor": (_methods.make_regressor, "kdcourse.methods.make_regressor"),
     "check_hint_term": (_methods.hint_term, "kdcourse.methods.hint_term"),
-    **{f"check_{name}": (e.reference, e.reference_name) for name, e in EXERCISES.items()},  # the tables
+    **{f"check_{name}": (e.reference, e.shown_reference) for name, e in EXERCISES.items()},  # the tables
 }
 for _name, (_reference, _shown) in _REFERENCES.items():
     globals()[_name] = _fallback.with_fallback(globals()[_name], _reference, _shown)

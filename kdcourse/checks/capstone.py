@@ -13,12 +13,13 @@ from collections.abc import Callable
 import torch
 
 from .. import mistakes as _catalogue
+from ..distill import labeled_cross_entropy as _labeled_ce_reference
 from ..losses import attention_map
 from ..methods import paired_attention_loss as _reference
 from . import engine
 from .engine import accepted, fmt, randn, row
 
-__all__ = ["check_paired_attention_loss"]
+__all__ = ["check_paired_attention_loss", "check_labeled_cross_entropy"]
 
 _PAIRS = {"layer1": "layer2", "layer2": "layer3"}
 
@@ -108,7 +109,6 @@ PAIRED_ATTENTION_LOSS = engine.Exercise(
                        expected=fmt(e))),
     output=lambda name, shown, out, case: engine.scalar_output(name, shown, out, 4),
     on_match=_reaches_layer1, collect_errors=True, error_hint=lambda error, case: _error_hint(error, *case),
-    reference_name='kdcourse.methods.paired_attention_loss',
 )
 
 
@@ -120,10 +120,6 @@ check_paired_attention_loss = engine.checker(PAIRED_ATTENTION_LOSS, """
 
 
 # ------------------------------------------------------------------ lesson 08: the transfer set
-
-from ..distill import labeled_cross_entropy as _labeled_ce_reference  # noqa: E402
-
-__all__ += ["check_labeled_cross_entropy"]
 
 _CE_LOGITS = [randn(6, 5, seed=50), randn(6, 5, seed=51), randn(4, 5, seed=52), randn(5, 5, seed=53)]
 _CE_LABELS = [torch.tensor([3, -1, 0, -1, -1, 4]), torch.tensor([1, 2, 0, 4, 3, 2]), torch.full((4,), -1),
@@ -183,7 +179,6 @@ LABELED_CROSS_ENTROPY = engine.Exercise(
                        expected=fmt(e))),
     output=_ce_output, on_match=engine.gradient_to("the student's logits"), collect_errors=True,
     error_hint=_ce_error_hint,
-    reference_name='kdcourse.methods.labeled_cross_entropy',
 )
 
 

@@ -130,7 +130,8 @@ class Variant:
     """
 
     mistakes: tuple[str, ...]
-    fn: Callable
+    make: Callable
+    """The function that makes the mistakes (or computes the accepted answer)."""
     id: str = ""
 
     @property
@@ -138,11 +139,6 @@ class Variant:
         """The message of a one-mistake row (its catalogue text when it names a catalogue id)."""
         (text,) = self.mistakes
         return catalogue.message(text) if text in catalogue.CATALOGUE else text
-
-    @property
-    def make(self) -> Callable:
-        """The function that makes the mistake."""
-        return self.fn
 
 
 def row(id: str, make: Callable) -> Variant:
@@ -166,7 +162,7 @@ def diagnose(outputs: Sequence, inputs: Sequence[tuple], variants: Sequence[Vari
         if found and len(variant.mistakes) > len(found[0].mistakes):
             break  # the simplest explanation wins
         try:
-            if cases and all(same(o, variant.fn(*a)) for o, a in cases):
+            if cases and all(same(o, variant.make(*a)) for o, a in cases):
                 found.append(variant)
         except Exception:  # a hypothesis that cannot be computed on these inputs explains nothing
             continue
@@ -337,7 +333,12 @@ class Exercise:
     afterword: Callable[[str, Callable], str] | None = None
     in_place: str = IN_PLACE_FEATURES
     reference_name: str = ""
-    """How the reference is named when it stands in for a skipped exercise (:mod:`.fallback`)."""
+    """How the reference is named when it stands in for a skipped exercise (:mod:`.fallback`); by default
+    its module and name, ``kdcourse.losses.kd_loss``."""
+
+    @property
+    def shown_reference(self) -> str:
+        return self.reference_name or f"{self.reference.__module__}.{self.reference.__qualname__}"
 
     @property
     def mistakes(self) -> list[Variant]:

@@ -32,9 +32,6 @@ __all__ = [
     "check_attention_transfer_loss",
 ]
 
-RTOL, ATOL = 1e-4, 1e-6
-
-
 # ------------------------------------------------------------------ shared helpers
 
 
@@ -209,7 +206,6 @@ HINT_LOSS = engine.Exercise(
         engine.mistake("hint_loss.unexplained", name=name, student=tuple(case[0].shape), teacher=tuple(case[1].shape),
                        out=fmt(out), expected=fmt(e))),
     on_match=_hint_gradients, collect_errors=True, error_hint=_hint_error,
-    reference_name='kdcourse.losses.hint_loss',
 )
 
 
@@ -334,7 +330,6 @@ ATTENTION_MAP = engine.Exercise(
     success="{name} matches the reference on {n} test cases (p = 1, 2, 3; 2 to 5 channels).",
     fallback=engine.first_row_fallback("compare your code with Q = vec(sum_c |A_c|^p) / ||vec(sum_c |A_c|^p)||_2."),
     output=engine.tensor_like(lambda c: (len(c[0]), c[0].shape[2] * c[0].shape[3]), _attention_map_hints),
-    reference_name='kdcourse.losses.attention_map',
 )
 
 
@@ -389,7 +384,6 @@ ATTENTION_TRANSFER_LOSS = engine.Exercise(
     fallback=_at_loss_fallback, on_match=engine.gradient_to("the student's features"),
     call_error=lambda c: (
         engine.mistake("attention_transfer_loss.maps_not_features", c_student=c[0].shape[1], c_teacher=c[1].shape[1])),
-    reference_name='kdcourse.losses.attention_transfer_loss',
 )
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .. import losses
 from . import engine
 from .engine import fmt, row
-from .logits import _IN_PLACE, _call, _close
+from .logits import _IN_PLACE, _call
 
 __all__ = [
     "EXERCISES",
@@ -92,7 +92,6 @@ _KD_MISTAKES = (
 )
 
 
-
 # ------------------------------------------------------------------ reverse KL
 
 _REVERSE_MISTAKES = (
@@ -113,7 +112,6 @@ _REVERSE_MISTAKES = (
 )
 
 
-
 # ------------------------------------------------------------------ top-k renormalisation
 
 def _top_log_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -132,8 +130,6 @@ _TOPK_MISTAKES = (
     row("renormalize_top_k.wrong_dim", lambda lp: F.softmax(lp, 0)),
     row("renormalize_top_k.log_prob_ratio", lambda lp: lp / lp.sum(-1, keepdim=True)),
 )
-
-
 
 
 # ------------------------------------------------------------------ what a table cannot say
@@ -184,7 +180,7 @@ def _real_tokens_only(exercise, name: str, fn: Callable) -> None:
         raise engine.fail("masked_token_kd.padded_gradient", name=name)
     s_ref = case[0].clone().requires_grad_(True)
     exercise.reference(s_ref, *case[1:]).backward()
-    if not _close(s.grad, s_ref.grad):
+    if not engine.close(s.grad, s_ref.grad):
         raise engine.fail("masked_token_kd.detached_part", name=name, norm=f"{float(s.grad.norm()):.3g}",
                           expected_norm=f"{float(s_ref.grad.norm()):.3g}")
 

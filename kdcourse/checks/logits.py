@@ -29,9 +29,6 @@ __all__ = [
     "check_distillation_loss",
 ]
 
-RTOL, ATOL = 1e-4, 1e-6
-
-
 # ------------------------------------------------------------------ fixed inputs
 
 # Teacher logits of 4 examples over 5 classes, each confident but with a clear "second choice",
@@ -108,10 +105,6 @@ def _call(fn: Callable, name: str, args: tuple, shown: str):
     return engine.call(fn, name, args, shown, in_place=_IN_PLACE)
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return engine.close(a, b, RTOL, ATOL)
-
-
 def _check_output(name: str, shown: str, out, expected: torch.Tensor) -> torch.Tensor:
     """Type and shape checks for a function that returns one tensor shaped like its input."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
@@ -160,7 +153,7 @@ def _softmax_edges(exercise, name: str, fn: Callable) -> None:
         out = _call(fn, name, (z, T), shown)
     except AssertionError as error:
         raise AssertionError(f"{error}\n" + engine.mistake("softmax_with_temperature.fails_on_one_example")) from None
-    if not _close(_check_output(name, shown, out, expected), expected):
+    if not engine.close(_check_output(name, shown, out, expected), expected):
         raise engine.fail("softmax_with_temperature.one_example_dim", name=name, shown=shown, got=fmt(out),
                           expected=fmt(expected))
     z, T = _SOFTMAX_LARGE
@@ -169,7 +162,7 @@ def _softmax_edges(exercise, name: str, fn: Callable) -> None:
     out = _check_output(name, shown, _call(fn, name, (z, T), shown), expected)
     if not torch.isfinite(out).all():
         raise engine.fail("softmax_with_temperature.overflow", name=name, shown=shown, got=fmt(out))
-    if not _close(out, expected):
+    if not engine.close(out, expected):
         raise AssertionError(engine.generic(name, shown, expected, out))
 
 
@@ -179,7 +172,6 @@ SOFTMAX_WITH_TEMPERATURE = engine.Exercise(
     success=f"{{name}} matches the reference on {len(_SOFTMAX_INPUTS) + 2} test cases "
             "(T = 0.5 to 10, batches and a single vector, large logits).",
     fallback=_softmax_fallback, output=_shaped_like_input, on_match=_softmax_edges, in_place=_IN_PLACE,
-    reference_name='kdcourse.losses.softmax_with_temperature',
 )
 
 
@@ -225,7 +217,7 @@ def _entropy_output(name: str, shown: str, out, case: tuple):
 
 def _entropy_of_zeros(name: str, outputs: list, expected: list) -> str | None:
     """NaN from 0 * log(0) is its own mistake, once the other cases are right."""
-    if all(_close(o, e) for o, e in zip(outputs[:2], expected[:2])) and not torch.isfinite(outputs[2]).all():
+    if all(engine.close(o, e) for o, e in zip(outputs[:2], expected[:2])) and not torch.isfinite(outputs[2]).all():
         return engine.mistake("entropy.nan_at_zero", name=name, got=fmt(outputs[2]))
     return None
 
@@ -239,7 +231,6 @@ ENTROPY = engine.Exercise(
         "row). No classic mistake explains this; compare your code with H(p) = -sum_i p_i log p_i over the last "
         "dimension."),
     output=_entropy_output, in_place=_IN_PLACE, diagnose_on=2, before_diagnosis=_entropy_of_zeros,
-    reference_name='kdcourse.losses.entropy',
 )
 
 
@@ -309,7 +300,7 @@ def _kd_variants() -> list[engine.Variant]:
 def _near_usual_temperature(cases: list[tuple]) -> Callable:
     """The wrong case to quote in a message: the one closest to the usual T = 4 (T is argument 3 or 4)."""
     def quoted(outputs, expected) -> int:
-        wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not _close(o, e)]
+        wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not engine.close(o, e)]
         return min(wrong, key=lambda i: (abs(math.log(cases[i][-1 if len(cases[i]) == 3 else 3] / 4.0)), i))
     return quoted
 
@@ -349,7 +340,6 @@ KD_LOSS = engine.Exercise(
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
     numbers=lambda c: {"T": c[2], "B": c[0].shape[0], "C": c[0].shape[1]}, quote=engine.at_case,
     quoted=_near_usual_temperature(_KD_INPUTS),
-    reference_name='kdcourse.losses.kd_loss',
 )
 
 
@@ -422,7 +412,6 @@ DISTILLATION_LOSS = engine.Exercise(
     output=_scalar_output, on_match=_reaches_the_student, in_place=_IN_PLACE,
     numbers=lambda c: {"T": c[3], "B": c[0].shape[0], "C": c[0].shape[1], "alpha": c[4]}, quote=engine.at_case,
     quoted=_near_usual_temperature(_DISTILL_INPUTS),
-    reference_name='kdcourse.losses.distillation_loss',
 )
 
 

@@ -129,7 +129,6 @@ RKD_DISTANCE_LOSS = engine.Exercise(
                            "each mu the mean distance over the pairs i != j."),
     on_match=engine.gradient_to("the student's embedding"),
     afterword=_scale_note("Normalise each network's distances by their mean."),
-    reference_name='kdcourse.losses.rkd_distance_loss',
 )
 
 
@@ -221,11 +220,10 @@ def _angles_fallback(exercise, name, out, e, case) -> str:
 RKD_ANGLES = engine.Exercise(
     "rkd_angles", losses.rkd_angles, _ANGLE_INPUTS,
     show=lambda c: f"embedding of shape {tuple(c[0].shape)}",
-    variants=lambda: [engine.Variant(v.mistakes, _masked(v.fn), v.id) for v in _angle_variants()],
+    variants=lambda: [engine.Variant(v.mistakes, _masked(v.make), v.id) for v in _angle_variants()],
     success="{name} matches the reference on {n} test cases (the vertex is the middle point).",
     fallback=_angles_fallback, output=_angles_output,
     quoted=lambda outputs, expected: 0,
-    reference_name='kdcourse.losses.rkd_angles',
 )
 
 
@@ -268,7 +266,6 @@ RKD_ANGLE_LOSS = engine.Exercise(
                            "of rkd_angles passed, call that function here."),
     on_match=engine.gradient_to("the student's embedding"),
     afterword=_scale_note("Angles between unit vectors do not depend on scale: normalise the difference vectors."),
-    reference_name='kdcourse.losses.rkd_angle_loss',
 )
 
 
@@ -338,7 +335,6 @@ SIMILARITY_MATRIX = engine.Exercise(
     fallback=engine.first_row_fallback("compare with G = Q Q^T, then each row divided by its L2 norm."),
     output=engine.tensor_like(lambda c: (len(c[0]), len(c[0])), _sim_hints),
     call_error=lambda c: _FLATTEN if c[0].dim() > 2 else None,
-    reference_name='kdcourse.losses.similarity_matrix',
 )
 
 
@@ -393,7 +389,6 @@ SIMILARITY_PRESERVING_LOSS = engine.Exercise(
     success="{name} matches the reference on {n} test cases (batches of 3 to 6, flat and 4-D features).",
     fallback=_sp_fallback, on_match=engine.gradient_to("the student's features"),
     call_hint=lambda case: _flatten_hint if max(case[0].dim(), case[1].dim()) > 2 else None,
-    reference_name='kdcourse.losses.similarity_preserving_loss',
 )
 
 

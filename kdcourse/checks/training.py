@@ -31,22 +31,6 @@ from .logits import DISTILLATION_LOSS
 __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 
 
-def _ok(message: str) -> None:
-    print(f"✓ {message}")
-
-
-def _fail(message: str) -> None:
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    raise AssertionError(message) from None
-
-
-def _call(fn, name: str, *args, hint=None, shown: str = "..."):
-    """The engine's call (:func:`kdcourse.checks.engine.call`): an exception becomes a message that
-    shows the learner's line (``hint(error)`` may add the likely cause)."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    return engine.call(fn, name, args, shown, hint)
-
-
 # ---------------------------------------------------------------- lesson 03: count_parameters
 
 
@@ -75,9 +59,9 @@ _COUNT_CASES = ((_NET,), (copy.deepcopy(_NET).requires_grad_(False),))  # 40 + 8
 def _an_int(name: str, shown: str, out, case: tuple):
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if isinstance(out, torch.Tensor):
-        _fail(engine.mistake("count_parameters.returned_tensor", name=name))
+        raise engine.fail("count_parameters.returned_tensor", name=name)
     if not isinstance(out, int):
-        _fail(engine.mistake("count_parameters.not_an_int", name=name, type=type(out).__name__, out=f"{out!r}"))
+        raise engine.fail("count_parameters.not_an_int", name=name, type=type(out).__name__, out=f"{out!r}")
     return out
 
 
@@ -108,7 +92,6 @@ COUNT_PARAMETERS = engine.Exercise(
         "p in model.parameters()."),
     output=_an_int, same=lambda a, b: a == b, quote=_numbers,
     call_hint=lambda case: lambda error: engine.mistake("count_parameters.raised"),
-    reference_name="kdcourse.models.count_parameters",
 )
 
 
@@ -136,10 +119,10 @@ def _a_number(name: str, shown: str, out, case: tuple):
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
     if isinstance(out, torch.Tensor):
         if out.numel() != 1:
-            _fail(engine.mistake("accuracy.tensor_of_matches", name=name, out_shape=tuple(out.shape)))
-        _fail(engine.mistake("accuracy.returned_tensor", name=name))
+            raise engine.fail("accuracy.tensor_of_matches", name=name, out_shape=tuple(out.shape))
+        raise engine.fail("accuracy.returned_tensor", name=name)
     if isinstance(out, bool) or not isinstance(out, (int, float)):
-        _fail(engine.mistake("accuracy.not_a_float", name=name, type=type(out).__name__, out=f"{out!r}"))
+        raise engine.fail("accuracy.not_a_float", name=name, type=type(out).__name__, out=f"{out!r}")
     return out
 
 
@@ -173,7 +156,6 @@ ACCURACY = engine.Exercise(
     fallback=_accuracy_fallback, output=_a_number, quote=_numbers,
     same=lambda a, b: isinstance(a, (int, float)) and abs(a - b) < 1e-6, collect_errors=True,
     error_hint=lambda error, case: "\n" + _accuracy_hint(error),
-    reference_name="kdcourse.distill.accuracy",
 )
 
 
@@ -220,7 +202,7 @@ def _variants(T: float, alpha: float):
     table (:data:`kdcourse.checks.logits.DISTILLATION_LOSS`: alpha swapped, T^2 missing, CE at T, ...)."""
     rows = DISTILLATION_LOSS.mistakes
     return [("reference", lambda s, t, y: distillation_loss(s, t, y, T, alpha), "")] + [
-        (v.mistakes[0], lambda s, t, y, f=v.fn: f(s, t, y, T, alpha),
+        (v.mistakes[0], lambda s, t, y, f=v.make: f(s, t, y, T, alpha),
          catalogue.message(v.mistakes[0], T=T, alpha=alpha, C=4)) for v in rows]
 
 
@@ -302,8 +284,8 @@ class _StepWatch:
 def _call_step(fn, student, teacher, x, y, optimizer, T, alpha) -> tuple[object, _StepWatch]:
     __tracebackhide__ = True
     with _StepWatch(student, optimizer) as watch:
-        returned = _call(fn, "kd_training_step", student, teacher, x, y, optimizer, T, alpha, hint=_step_hint,
-                         shown="student, teacher, x, y, optimizer, T, alpha")
+        returned = engine.call(fn, "kd_training_step", (student, teacher, x, y, optimizer, T, alpha),
+                               "student, teacher, x, y, optimizer, T, alpha", _step_hint)
     return returned, watch
 
 
@@ -313,9 +295,9 @@ _STUDENT_TRAIN_MODE = engine.mistake("kd_training_step.student_train_mode")
 def _check_student_mode(watch: _StepWatch, student: nn.Module) -> None:
     __tracebackhide__ = True
     if watch.ran_eval:
-        _fail(engine.mistake("kd_training_step.student_eval_before_forward", why=_STUDENT_TRAIN_MODE))
+        raise engine.fail("kd_training_step.student_eval_before_forward", why=_STUDENT_TRAIN_MODE)
     if not student.training:
-        _fail(engine.mistake("kd_training_step.student_left_in_eval", why=_STUDENT_TRAIN_MODE))
+        raise engine.fail("kd_training_step.student_left_in_eval", why=_STUDENT_TRAIN_MODE)
 
 
 def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3, lr: float = 0.5) -> None:
@@ -351,15 +333,15 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
 
     # --- the teacher must stay untouched
     if not all(torch.equal(a, b) for a, b in zip(teacher_params, _params(teacher))):
-        _fail(engine.mistake("kd_training_step.teacher_trained"))
+        raise engine.fail("kd_training_step.teacher_trained")
     moved = [k for k, v in _state(teacher).items() if not torch.equal(v, teacher_state[k])]
     if moved and (watch.ran_eval or not student.training):
-        _fail(engine.mistake("kd_training_step.student_eval_not_teacher", moved=', '.join(moved[:2]),
-                             why=_STUDENT_TRAIN_MODE))
+        raise engine.fail("kd_training_step.student_eval_not_teacher", moved=', '.join(moved[:2]),
+                             why=_STUDENT_TRAIN_MODE)
     if moved:
-        _fail(_capital(catalogue.message("teacher_train_mode", moved=", ".join(moved[:2]))))
+        raise AssertionError(_capital(catalogue.message("teacher_train_mode", moved=", ".join(moved[:2]))))
     if any(p.grad is not None for p in teacher.parameters()):
-        _fail(_capital(catalogue.message("teacher_not_frozen")))
+        raise AssertionError(_capital(catalogue.message("teacher_not_frozen")))
 
     # --- the student trains in train mode
     _check_student_mode(watch, student)
@@ -370,27 +352,27 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
         grads = [p.grad for p in student.parameters()]
         cleared = all(g is None or not g.any() for g in grads)
         if watch.backward and watch.empty_steps:
-            _fail(engine.mistake("kd_training_step.zero_grad_after_backward"))
+            raise engine.fail("kd_training_step.zero_grad_after_backward")
         if not watch.backward:
-            _fail(engine.mistake("kd_training_step.no_backward"))
+            raise engine.fail("kd_training_step.no_backward")
         if watch.backward and cleared:
-            _fail(engine.mistake("kd_training_step.gradients_erased"))
-        _fail(engine.mistake("kd_training_step.no_step"))
+            raise engine.fail("kd_training_step.gradients_erased")
+        raise engine.fail("kd_training_step.no_step")
     learner_grads1 = [(b - a) / lr for a, b in zip(after1, before1)]
     if not _close(learner_grads1, ref_grads1):
         for name, loss_fn, hint in variants[1:]:
             if _close(learner_grads1, _grads(_student_copy_at(before1, student), loss_fn, x1, y1, t_logits[0])):
-                _fail(f"Your update matches a wrong loss: {hint}")
-        _fail(engine.mistake("kd_training_step.unexplained"))
+                raise AssertionError(f"Your update matches a wrong loss: {hint}")
+        raise engine.fail("kd_training_step.unexplained")
 
     # --- the returned loss
     if isinstance(returned, torch.Tensor):
-        _fail(engine.mistake("kd_training_step.returned_tensor"))
+        raise engine.fail("kd_training_step.returned_tensor")
     if not isinstance(returned, float):
-        _fail(engine.mistake("kd_training_step.not_a_float", type=type(returned).__name__, returned=f"{returned!r}"))
+        raise engine.fail("kd_training_step.not_a_float", type=type(returned).__name__, returned=f"{returned!r}")
     if abs(returned - expected_loss1) > 1e-6 * max(1.0, abs(expected_loss1)):
-        _fail(engine.mistake("kd_training_step.returned_other_loss", returned=f"{returned:.6f}",
-                             expected_loss1=f"{expected_loss1:.6f}"))
+        raise engine.fail("kd_training_step.returned_other_loss", returned=f"{returned:.6f}",
+                             expected_loss1=f"{expected_loss1:.6f}")
 
     # --- a second step: old gradients must be cleared first
     ref_grads2 = _grads(student, reference, x2, y2, t_logits[1])
@@ -400,9 +382,9 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
     learner_grads2 = [(b - a) / lr for a, b in zip(_params(student), before2)]
     if not _close(learner_grads2, ref_grads2):
         if _close(learner_grads2, [g2 + g1 for g1, g2 in zip(ref_grads1, ref_grads2)]):
-            _fail(engine.mistake("kd_training_step.gradients_accumulate"))
-        _fail(engine.mistake("kd_training_step.state_between_calls"))
-    _ok("the teacher stays frozen, the loss is alpha * T^2 * KL + (1 - alpha) * CE, "
+            raise engine.fail("kd_training_step.gradients_accumulate")
+        raise engine.fail("kd_training_step.state_between_calls")
+    print("✓ the teacher stays frozen, the loss is alpha * T^2 * KL + (1 - alpha) * CE, "
         "and every step updates the student exactly like the reference.")
 
 
