@@ -37,6 +37,7 @@ from . import memo, parallel
 from .config import device as default_device
 from .config import progress_enabled
 from .data import tensors
+from .losses import distillation_loss
 from .methods import (  # noqa: F401  (the terms and the registry, re-exported: lessons import them from here)
     DEFAULT_WEIGHTS,
     METHODS,
@@ -69,6 +70,7 @@ __all__ = [
     "method_terms",
     "train",
     "evaluate",
+    "kd_training_step",
     "predict_logits",
     "teacher_outputs",
     "UNLABELED",
@@ -182,6 +184,23 @@ class Distiller(nn.Module):
         ``DistributedDataParallel`` can wrap it and average the gradients of the backward pass.
         """
         return self.compute_loss(x, y, teacher_out, floats=False)
+
+
+def kd_training_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     optimizer: torch.optim.Optimizer, T: float, alpha: float) -> float:
+    r"""One step of knowledge distillation, the algorithm on one page (lesson 04's exercise; Keras'
+    ``Distiller.train_step``): the teacher frozen in eval mode under ``torch.no_grad()``, then
+    :math:`L = \alpha T^2 \mathrm{KL}(p_t^T \| p_s^T) + (1 - \alpha) \mathrm{CE}(y, p_s)`
+    (:func:`kdcourse.losses.distillation_loss`), ``zero_grad``, ``backward``, ``step``; the loss as a float.
+    :func:`train` does the same for every method, with loss terms instead of one formula."""
+    teacher.eval()
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    loss = distillation_loss(student(x), teacher_logits, y, T, alpha)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 @torch.no_grad()

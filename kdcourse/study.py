@@ -28,7 +28,7 @@ from . import config as kd_config
 from .distill import History, LossTerm, TrainConfig, seed_everything, train
 from .models import count_parameters
 
-__all__ = ["RunPlan", "Run", "MethodResult", "StudyResult", "Runs", "summarize", "paired_differences"]
+__all__ = ["RunPlan", "Run", "MethodResult", "StudyResult", "Runs", "summarize", "paired_gain", "paired_differences"]
 
 
 def summarize(values: Sequence[float]) -> dict:
@@ -37,6 +37,15 @@ def summarize(values: Sequence[float]) -> dict:
     values = [float(v) for v in values]
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "runs": values}
+
+
+def paired_gain(method_runs: Sequence[float], baseline_runs: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1) of the per-seed differences ``method_runs[i] -
+    baseline_runs[i]``, run ``i`` of each trained with seed ``i`` (lesson 08c's exercise)."""
+    if len(method_runs) != len(baseline_runs):
+        raise ValueError(f"{len(method_runs)} runs against {len(baseline_runs)}: pair the runs by seed")
+    gain = summarize([x - y for x, y in zip(method_runs, baseline_runs)])
+    return gain["mean"], gain["std"]
 
 
 def paired_differences(results: Mapping[str, Mapping], method: str, reference: str = "baseline") -> dict:

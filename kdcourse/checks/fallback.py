@@ -14,10 +14,7 @@ import functools
 import sys
 from collections.abc import Callable
 
-import torch
-import torch.nn.functional as F
-
-__all__ = ["SKIPPED", "UNANSWERED", "is_stub", "with_fallback", "reference_kd_training_step"]
+__all__ = ["SKIPPED", "UNANSWERED", "is_stub", "with_fallback"]
 
 SKIPPED = "is not written yet: the rest of this lesson uses"  # what a checker says of a stub (the grader reads it)
 UNANSWERED = "is not answered yet"  # what a checker says of an answer left as `...` (the grader reads it too)
@@ -52,21 +49,3 @@ def with_fallback(check: Callable, reference: Callable, reference_name: str) -> 
     checker.reference = reference
     checker.reference_name = reference_name
     return checker
-
-
-def reference_kd_training_step(student, teacher, x, y, optimizer, T, alpha) -> float:
-    """One step of knowledge distillation (lesson 04's exercise): the teacher frozen in eval mode
-    under ``torch.no_grad()``, ``alpha T^2 KL(p_t^T || p_s^T) + (1 - alpha) CE``, then
-    ``zero_grad``, ``backward``, ``step``; the loss as a float."""
-    from ..losses import kd_loss
-
-    teacher.eval()
-    with torch.no_grad():
-        teacher_logits = teacher(x)
-    student_logits = student(x)
-    loss = alpha * kd_loss(student_logits, teacher_logits, T) + (1 - alpha) * F.cross_entropy(student_logits, y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-

@@ -14,6 +14,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from ..study import paired_gain
 from . import engine
 from .engine import row
 
@@ -24,22 +25,15 @@ def _differences(a: Sequence[float], b: Sequence[float]) -> list[float]:
     return [x - y for x, y in zip(a, b)]
 
 
-def _reference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1) of the per-seed differences ``a[i] - b[i]``
-    (:func:`kdcourse.transfer.paired_differences`)."""
-    d = _differences(a, b)
-    return statistics.fmean(d), statistics.stdev(d)
-
-
 PAIRED_GAIN_MISTAKES = (
-    row("paired_gain.reversed", lambda a, b: _reference(b, a)),
+    row("paired_gain.reversed", lambda a, b: paired_gain(b, a)),
     row("paired_gain.population_std",
          lambda a, b: (statistics.fmean(_differences(a, b)), statistics.pstdev(_differences(a, b)))),
     row("paired_gain.std_of_method", lambda a, b: (statistics.fmean(_differences(a, b)), statistics.stdev(a))),
     row("paired_gain.unpaired",
          lambda a, b: (statistics.fmean(_differences(a, b)), math.hypot(statistics.stdev(a), statistics.stdev(b)))),
-    row("paired_gain.sorted", lambda a, b: _reference(sorted(a), sorted(b))),
-    row("paired_gain.points", lambda a, b: tuple(100 * v for v in _reference(a, b))),
+    row("paired_gain.sorted", lambda a, b: paired_gain(sorted(a), sorted(b))),
+    row("paired_gain.points", lambda a, b: tuple(100 * v for v in paired_gain(a, b))),
 )
 """The mistakes the checker names, in the order it tries them."""
 
@@ -79,12 +73,11 @@ def _fallback(exercise, name, out, want, case) -> str:
 
 
 PAIRED_GAIN = engine.Exercise(
-    "paired_gain", _reference, _CASES, show=lambda case: f"{len(case[0])} seeds",
+    "paired_gain", paired_gain, _CASES, show=lambda case: f"{len(case[0])} seeds",
     variants=lambda: list(PAIRED_GAIN_MISTAKES),
     success="{name} matches the reference on {n} cases (2 to 5 seeds): the mean of the per-seed differences and their "
             "sample standard deviation.",
     fallback=_fallback, output=_as_pair, same=_close, quote=_numbers, in_place="",
-    reference_name='the paired gain of kdcourse.checks.statistics',
 )
 
 
