@@ -6,12 +6,12 @@ import torch.nn.functional as F
 
 from kdcourse import losses
 from kdcourse.checks import engine, lm
-from kdcourse.checks.lm import EXERCISES, check
+from kdcourse.checks.lm import EXERCISES
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_reference_passes(name, capsys):
-    check(name, EXERCISES[name].reference)
+    engine.check(EXERCISES[name], EXERCISES[name].reference)
     assert capsys.readouterr().out.startswith("✓")
 
 
@@ -21,7 +21,7 @@ CASES = [(name, m) for name, e in EXERCISES.items() for m in e.mistakes]
 @pytest.mark.parametrize("name,mistake", CASES, ids=[f"{n}-{m.id}" for n, m in CASES])
 def test_each_mistake_is_named(name, mistake):
     with pytest.raises(AssertionError) as err:
-        check(name, mistake.make)
+        engine.check(EXERCISES[name], mistake.make)
     assert mistake.message in str(err.value)
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import TensorDataset
 from kdcourse import pitfalls as P
 from kdcourse.distill import evaluate, train
 from kdcourse.losses import kd_loss
+from kdcourse.mistakes.wrong_losses import kd_loss_with
 from kdcourse.models import DigitsCNN
 
 
@@ -115,6 +116,21 @@ def test_pitfall_terms_plug_the_broken_loss_into_the_kd_term(logits):
         assert kd.weight == 0.9
         value = kd.fn({"logits": s}, {"logits": t}, y)
         assert float(kd_loss(s, t, 4.0) / value) == pytest.approx(ratio, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(P._LOSS_BUGS))
+@pytest.mark.parametrize("T", [1.0, 4.0])
+def test_broken_losses_compute_what_the_catalogue_says(logits, name, T):
+    # lesson 07's broken losses are the checkers' hypotheses of the same id (one catalogue of mistakes)
+    s, t = logits
+    assert torch.allclose(P._LOSS_BUGS[name](s, t, T), kd_loss_with(name)(s, t, T), rtol=1e-5, atol=1e-7)
+
+
+def test_a_soft_term_mistake_the_catalogue_cannot_make_is_refused():
+    with pytest.raises(ValueError, match="two in one place"):
+        kd_loss_with("missing_t_squared", "t_not_squared")
+    with pytest.raises(ValueError, match="not a soft-term mistake"):
+        kd_loss_with("swapped_alpha")
 
 
 def test_unknown_or_setup_pitfall_names_give_clear_errors():

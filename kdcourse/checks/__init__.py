@@ -12,33 +12,22 @@ from .statistics import check_paired_gain  # lesson 08c: the paired per-seed gai
 from .lm import check_masked_token_kd, check_renormalize_top_k, check_reverse_kl  # lesson 09
 from .pitfalls import *  # lesson 07: diagnose a mystery distiller from its symptoms
 
-from . import capstone as _capstone  # noqa: E402
-from . import training as _training  # noqa: E402
-from . import features as _features  # noqa: E402
-from . import lm as _lm_tables  # noqa: E402
-from . import logits as _logit_tables  # noqa: E402
-from . import relations as _relation_tables  # noqa: E402
-from . import statistics as _statistics_tables  # noqa: E402
+from . import capstone, engine, features, lm, logits, relations, statistics, training  # noqa: E402
 
-EXERCISES = {e.name: e for e in (
-    _logit_tables.SOFTMAX_WITH_TEMPERATURE, _training.COUNT_PARAMETERS, _training.ACCURACY, _logit_tables.ENTROPY, _logit_tables.KD_LOSS,
-    _logit_tables.DISTILLATION_LOSS, _features.HINT_LOSS, _features.ATTENTION_MAP, _features.ATTENTION_TRANSFER_LOSS,
-    _relation_tables.RKD_DISTANCE_LOSS, _relation_tables.RKD_ANGLES, _relation_tables.RKD_ANGLE_LOSS,
-    _relation_tables.SIMILARITY_MATRIX, _relation_tables.SIMILARITY_PRESERVING_LOSS,
-    _capstone.PAIRED_ATTENTION_LOSS, _capstone.LABELED_CROSS_ENTROPY, _statistics_tables.PAIRED_GAIN,
-    *_lm_tables.EXERCISES.values())}
+EXERCISES = {e.name: e for module in (logits, training, features, relations, capstone, statistics, lm)
+             for e in vars(module).values() if isinstance(e, engine.Exercise)}
 """Every exercise written as a table (:class:`kdcourse.checks.engine.Exercise`), by name; the KD training
 step, the regressor, the hint term and lesson 07's diagnosis are written by hand."""
 
 # A skipped exercise does not stop its lesson: each checker, given the untouched stub, puts the
 # package's reference in its place and says so (kdcourse/checks/fallback.py). Lesson 07's
 # diagnoses are answers, not functions, and its lesson runs past them without a fallback.
+from .. import distill as _distill  # noqa: E402
 from .. import methods as _methods  # noqa: E402
 from . import fallback as _fallback  # noqa: E402
 
 _REFERENCES = {  # the checkers written by hand -> (the reference a skipped exercise is replaced by, its name as printed)
-    "check_kd_training_step": (_fallback.reference_kd_training_step,
-                               "kdcourse.checks.fallback.reference_kd_training_step"),
+    "check_kd_training_step": (_distill.kd_training_step, "kdcourse.distill.kd_training_step"),
     "check_make_regressor": (_methods.make_regressor, "kdcourse.methods.make_regressor"),
     "check_hint_term": (_methods.hint_term, "kdcourse.methods.hint_term"),
     **{f"check_{name}": (e.reference, e.shown_reference) for name, e in EXERCISES.items()},  # the tables

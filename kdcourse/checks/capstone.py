@@ -18,6 +18,7 @@ from ..losses import attention_map
 from ..methods import paired_attention_loss as _reference
 from . import engine
 from .engine import accepted, fmt, randn, row
+from .features import _q as _raw_q  # the attention map before its L2 normalisation
 
 __all__ = ["check_paired_attention_loss", "check_labeled_cross_entropy"]
 
@@ -49,11 +50,6 @@ def _show(case: tuple) -> str:
     return f"pairs={pairs}, {what}"
 
 
-def _raw_q(x: torch.Tensor) -> torch.Tensor:
-    """The map without the L2 normalisation."""
-    return x.abs().pow(2).mean(1).flatten(1)
-
-
 def _per_pair(s, t, pairs, q=attention_map, reduce=lambda d: d.pow(2).mean()):
     return [reduce(q(s[a]) - q(t[b])) for a, b in pairs.items()]
 
@@ -67,8 +63,8 @@ def _variants() -> list[engine.Variant]:
         row(m + "sum", lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.pow(2).sum()))),
         row(m + "norm_not_square", lambda s, t, p: sum(_per_pair(s, t, p, reduce=lambda d: d.norm(dim=1).mean()))),
         row(m + "student_not_normalised",
-             lambda s, t, p: sum((_raw_q(s[a]) - attention_map(t[b])).pow(2).mean() for a, b in p.items())),
-        row(m + "not_normalised", lambda s, t, p: sum(_per_pair(s, t, p, q=_raw_q))),
+             lambda s, t, p: sum((_raw_q(s[a], 2) - attention_map(t[b])).pow(2).mean() for a, b in p.items())),
+        row(m + "not_normalised", lambda s, t, p: sum(_per_pair(s, t, p, q=lambda x: _raw_q(x, 2)))),
         row(m + "p_one", lambda s, t, p: sum(_per_pair(s, t, p, q=lambda x: attention_map(x, 1)))),
     ]
 

@@ -13,6 +13,7 @@ sequences have *different* lengths (4, 2 and 5 real tokens of 5), so "forgot the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -25,7 +26,6 @@ from .logits import _IN_PLACE, _call
 
 __all__ = [
     "EXERCISES",
-    "check",
     "check_masked_token_kd",
     "check_reverse_kl",
     "check_renormalize_top_k",
@@ -47,14 +47,10 @@ _MASK_B = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
 _FULL_B = torch.ones(2, 4, dtype=torch.bool)
 
 
-def _lengths(mask: torch.Tensor) -> str:
-    return "/".join(str(int(n)) for n in mask.sum(1))
-
-
 def _show_kd(case: tuple) -> str:
     s, _, mask, *rest = case
-    T = f", T={rest[0]:g}" if rest else ""
-    return f"logits of shape {tuple(s.shape)}, mask with {_lengths(mask)} real tokens per sequence{T}"
+    T, lengths = f", T={rest[0]:g}" if rest else "", "/".join(str(int(n)) for n in mask.sum(1))
+    return f"logits of shape {tuple(s.shape)}, mask with {lengths} real tokens per sequence{T}"
 
 
 # ------------------------------------------------------------------ the masked token-level KD loss
@@ -189,12 +185,8 @@ def _token_kd(s, t, m, T):
     return losses.token_kd_loss(s, t, m, T=T)
 
 
-def _reverse_kl(s, t, m):
-    return losses.token_kd_loss(s, t, m, divergence="reverse")
-
-
-def _renormalized(lp):
-    return torch.softmax(lp, dim=-1)
+_reverse_kl = functools.partial(losses.token_kd_loss, divergence="reverse")
+_renormalized = functools.partial(torch.softmax, dim=-1)
 
 
 _LOSS_SUCCESS = "{name} matches the reference on {n} cases, and its gradient reaches the real tokens only, as the reference's does."
@@ -232,13 +224,6 @@ RENORMALIZE_TOP_K = engine.Exercise(
 
 EXERCISES = {e.name: e for e in (MASKED_TOKEN_KD, REVERSE_KL, RENORMALIZE_TOP_K)}
 """Every exercise of lesson 09, by name."""
-
-
-def check(exercise: engine.Exercise | str, fn: Callable) -> None:
-    """Run ``fn`` on every case of ``exercise`` (or its name): one ✓ line when right, else
-    ``AssertionError`` naming the mistake that reproduces the learner's outputs."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    engine.check(EXERCISES[exercise] if isinstance(exercise, str) else exercise, fn)
 
 
 check_masked_token_kd = engine.checker(MASKED_TOKEN_KD, """

@@ -11,14 +11,21 @@ each classic mistake would return on the same inputs and names the one that matc
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .. import losses
+from ..mistakes.wrong_losses import (
+    HARD_TERM_SLIPS,
+    SOFT_TERM_SLIPS,
+    WEIGHT_SLIPS,
+    distillation_loss_with,
+    kd_loss_with,
+)
 from . import engine
 from .engine import accepted, fmt, row
 
@@ -96,22 +103,13 @@ _DISTILL_INPUTS = [
 
 
 _IN_PLACE = engine.mistake("answer.in_place_logits")
-_NUMPY_HINT = engine.mistake("answer.numpy_logits")
 
 
-def _call(fn: Callable, name: str, args: tuple, shown: str):
-    """The engine's call, with the in-place message of logits."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    return engine.call(fn, name, args, shown, in_place=_IN_PLACE)
+_call = functools.partial(engine.call, in_place=_IN_PLACE)  # the engine's call, with the in-place message of logits
 
 
-def _check_output(name: str, shown: str, out, expected: torch.Tensor) -> torch.Tensor:
-    """Type and shape checks for a function that returns one tensor shaped like its input."""
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    return engine.tensor_output(name, shown, out, expected.shape, finite=False, numpy_hint=_NUMPY_HINT)
-
-
-_shaped_like_input = engine.tensor_like(lambda case: case[0].shape, finite=False, numpy_hint=_NUMPY_HINT)
+_shaped_like_input = engine.tensor_like(lambda case: case[0].shape, finite=False,
+                                         numpy_hint=engine.mistake("answer.numpy_logits"))
 
 
 # ------------------------------------------------------------------ softmax with temperature
@@ -153,13 +151,13 @@ def _softmax_edges(exercise, name: str, fn: Callable) -> None:
         out = _call(fn, name, (z, T), shown)
     except AssertionError as error:
         raise AssertionError(f"{error}\n" + engine.mistake("softmax_with_temperature.fails_on_one_example")) from None
-    if not engine.close(_check_output(name, shown, out, expected), expected):
+    if not engine.close(_shaped_like_input(name, shown, out, (z, T)), expected):
         raise engine.fail("softmax_with_temperature.one_example_dim", name=name, shown=shown, got=fmt(out),
                           expected=fmt(expected))
     z, T = _SOFTMAX_LARGE
     shown = "logits around 1000, T=1"
     expected = losses.softmax_with_temperature(z, T)
-    out = _check_output(name, shown, _call(fn, name, (z, T), shown), expected)
+    out = _shaped_like_input(name, shown, _call(fn, name, (z, T), shown), (z, T))
     if not torch.isfinite(out).all():
         raise engine.fail("softmax_with_temperature.overflow", name=name, shown=shown, got=fmt(out))
     if not engine.close(out, expected):
@@ -212,7 +210,7 @@ def _entropy_variants() -> list[engine.Variant]:
 def _entropy_output(name: str, shown: str, out, case: tuple):
     """Any tensor is judged on its values (a wrong shape is a mistake the diagnosis names)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    return out if isinstance(out, torch.Tensor) else _check_output(name, shown, out, case[0])
+    return out if isinstance(out, torch.Tensor) else _shaped_like_input(name, shown, out, case)
 
 
 def _entropy_of_zeros(name: str, outputs: list, expected: list) -> str | None:
@@ -243,57 +241,17 @@ check_entropy = engine.checker(ENTROPY, """
 
 # ------------------------------------------------------------------ kd_loss
 
-def _kd_variant(scale: str, direction: str, reduction: str, temp: str, form: str, dim: str = "ok") -> Callable:
-    """KD loss under one combination of mistakes (each argument "ok" or an id of kdcourse.mistakes.CATALOGUE)."""
-
-    def fn(s, t, T):
-        zs = s * T if temp == "temperature_multiplied" else (
-            s if temp in ("temperature_missing", "temperature_teacher_only") else s / T)
-        zt = t * T if temp == "temperature_multiplied" else (
-            t if temp in ("temperature_missing", "temperature_student_only") else t / T)
-        if direction == "reversed_kl":
-            zs, zt = zt, zs
-        dim_s = 0 if dim in ("softmax_over_batch", "student_softmax_over_batch") else 1  # batch, or classes
-        dim_t = 0 if dim in ("softmax_over_batch", "teacher_softmax_over_batch") else 1
-        log_ps, log_pt = F.log_softmax(zs, dim_s), F.log_softmax(zt, dim_t)
-        if form == "softmax_student":
-            per = log_pt.exp() * (log_pt - log_ps.exp())  # kl_div(input=p_s, target=p_t)
-        elif form == "log_target":
-            per = F.kl_div(log_ps, log_pt, reduction="none")  # nan: log of a negative "probability"
-        elif form == "cross_entropy_not_kl":
-            per = -log_pt.exp() * log_ps
-        else:
-            per = log_pt.exp() * (log_pt - log_ps)
-        if reduction == "mean_reduction":
-            value = per.mean()
-        elif reduction == "sum_reduction":
-            value = per.sum()
-        else:
-            value = per.sum() / s.shape[0]
-        factor = {"ok": T * T, "missing_t_squared": 1.0, "t_not_squared": T}[scale]
-        return value * factor
-
-    return fn
-
-
 def _kd_variants() -> list[engine.Variant]:
     variants = []
-    for scale, direction, reduction, temp, form, dim in itertools.product(
-        ("ok", "missing_t_squared", "t_not_squared"), ("ok", "reversed_kl"),
-        ("ok", "mean_reduction", "sum_reduction"),
-        ("ok", "temperature_student_only", "temperature_teacher_only", "temperature_missing", "temperature_multiplied"),
-        ("ok", "softmax_student", "log_target", "cross_entropy_not_kl"),
-        ("ok", "softmax_over_batch", "student_softmax_over_batch", "teacher_softmax_over_batch"),
-    ):
-        if temp == "temperature_missing" and scale == "missing_t_squared":
-            mistakes = ("plain_kl",)
-            if (direction, reduction, form, dim) != ("ok", "ok", "ok", "ok"):
-                continue
-        else:
-            mistakes = tuple(k for k in (scale, direction, reduction, temp, form, dim) if k != "ok")
-            if dim != "ok" and len(mistakes) > 3:
-                continue  # a wrong softmax dimension is named with at most two other slips
-        variants.append(engine.Variant(mistakes, _kd_variant(scale, direction, reduction, temp, form, dim)))
+    for slips in itertools.product(*[("ok", *ids) for ids in SOFT_TERM_SLIPS.values()]):
+        mistakes = tuple(m for m in slips if m != "ok")
+        if "temperature_missing" in mistakes and "missing_t_squared" in mistakes:  # the plain KL, named as such
+            if len(mistakes) == 2:
+                variants.append(engine.Variant(("plain_kl",), kd_loss_with("plain_kl")))
+            continue
+        if slips[-1] != "ok" and len(mistakes) > 3:
+            continue  # a wrong softmax dimension is named with at most two other slips
+        variants.append(engine.Variant(mistakes, kd_loss_with(*mistakes)))
     return variants
 
 
@@ -354,52 +312,16 @@ check_kd_loss = engine.checker(KD_LOSS, """
 
 # ------------------------------------------------------------------ distillation_loss
 
-# Each kind of slip in L = alpha * soft + (1 - alpha) * hard, by its id in kdcourse.mistakes.CATALOGUE.
-_WEIGHTS = {
-    "ok": lambda a: (a, 1 - a),
-    "swapped_alpha": lambda a: (1 - a, a),
-    "hard_unweighted": lambda a: (a, 1.0),
-    "soft_unweighted": lambda a: (1.0, 1 - a),
-    "alpha_both": lambda a: (a, a),
-    "no_weights": lambda a: (1.0, 1.0),
-    "soft_only": lambda a: (1.0, 0.0),
-    "hard_only": lambda a: (0.0, 1.0),
-}
-# the soft-term mistakes tried inside the sum: (scale, direction, reduction, temperature, form, dim) of _kd_variant
-_SOFT_FOR_MIX = {
-    "ok": ("ok", "ok", "ok", "ok", "ok"),
-    "missing_t_squared": ("missing_t_squared", "ok", "ok", "ok", "ok"),
-    "reversed_kl": ("ok", "reversed_kl", "ok", "ok", "ok"),
-    "mean_reduction": ("ok", "ok", "mean_reduction", "ok", "ok"),
-    "temperature_missing": ("ok", "ok", "ok", "temperature_missing", "ok"),
-    "softmax_student": ("ok", "ok", "ok", "ok", "softmax_student"),
-    "softmax_over_batch": ("ok", "ok", "ok", "ok", "ok", "softmax_over_batch"),
-}
-
-
-_HARD_TERMS = {  # the hard term under each slip (an id of kdcourse.mistakes), of (student, teacher logits, labels, T)
-    "ok": lambda s, t, y, T: F.cross_entropy(s, y),
-    "ce_at_temperature": lambda s, t, y, T: F.cross_entropy(s / T, y),
-    "ce_at_temperature_t_squared": lambda s, t, y, T: F.cross_entropy(s / T, y) * T * T,
-    "ce_sum": lambda s, t, y, T: F.cross_entropy(s, y, reduction="sum"),
-    "ce_teacher_labels": lambda s, t, y, T: F.cross_entropy(s, t.argmax(1)),
-    "ce_on_probabilities": lambda s, t, y, T: F.cross_entropy(torch.softmax(s, 1), y),
-    "ce_scaled_t_squared": lambda s, t, y, T: F.cross_entropy(s, y) * T * T,
-    "nll_on_logits": lambda s, t, y, T: F.nll_loss(s, y),
-    "nll_on_probabilities": lambda s, t, y, T: F.nll_loss(torch.softmax(s, 1), y),
-}
+# the soft-term mistakes tried inside the sum (kdcourse.mistakes.wrong_losses)
+_SOFT_FOR_MIX = ("missing_t_squared", "reversed_kl", "mean_reduction", "temperature_missing", "softmax_student",
+                 "softmax_over_batch")
 
 
 def _distill_variants() -> list[engine.Variant]:
     variants = []
-    for weights, hard, soft in itertools.product(_WEIGHTS, _HARD_TERMS, _SOFT_FOR_MIX):
-        soft_fn = _kd_variant(*_SOFT_FOR_MIX[soft])
-
-        def fn(s, t, y, T, alpha, soft_fn=soft_fn, weights=weights, hard=hard):
-            w_soft, w_hard = _WEIGHTS[weights](alpha)
-            return w_soft * soft_fn(s, t, T) + w_hard * _HARD_TERMS[hard](s, t, y, T)
-
-        variants.append(engine.Variant(tuple(m for m in (weights, hard, soft) if m != "ok"), fn))
+    for slips in itertools.product((None, *WEIGHT_SLIPS), (None, *HARD_TERM_SLIPS), (None, *_SOFT_FOR_MIX)):
+        mistakes = tuple(m for m in slips if m)
+        variants.append(engine.Variant(mistakes, distillation_loss_with(*mistakes)))
     return variants
 
 

@@ -55,10 +55,6 @@ _RKD_INPUTS = [
 # ------------------------------------------------------------------ RKD distance
 
 
-def _distances(e: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(e, e)
-
-
 def _off(n: int) -> torch.Tensor:
     return ~torch.eye(n, dtype=torch.bool)
 
@@ -66,7 +62,7 @@ def _off(n: int) -> torch.Tensor:
 def _rkd_distance_variant(norm: str, crit: str, red: str) -> Callable:
     def fn(s, t):
         n = len(s)
-        d_s, d_t = _distances(s), _distances(t)
+        d_s, d_t = torch.cdist(s, s), torch.cdist(t, t)
         if norm == "squared":
             d_s, d_t = d_s.pow(2), d_t.pow(2)
         if norm in ("mean", "squared"):
@@ -150,10 +146,6 @@ _ANGLE_INPUTS = [
 ]
 
 
-def _unit(v: torch.Tensor) -> torch.Tensor:
-    return F.normalize(v, p=2, dim=-1)
-
-
 def _angles_normalised_over(dim: int) -> Callable:
     def fn(e: torch.Tensor) -> torch.Tensor:
         u = F.normalize(e[:, None, :] - e[None, :, :], p=2, dim=dim)
@@ -162,18 +154,18 @@ def _angles_normalised_over(dim: int) -> Callable:
 
 
 def _angles_of_unit_points(e: torch.Tensor) -> torch.Tensor:
-    u = _unit(e)
+    u = F.normalize(e, dim=-1)
     diff = u[:, None, :] - u[None, :, :]
     return torch.einsum("ijd,kjd->ijk", diff, diff)
 
 
 def _angle_variants() -> list[engine.Variant]:
     def at_i(e):  # vertex i: <t_j - t_i, t_k - t_i>
-        u = _unit(e[None, :, :] - e[:, None, :])  # u[i, j] = unit(t_j - t_i)
+        u = F.normalize(e[None, :, :] - e[:, None, :], dim=-1)  # u[i, j] = unit(t_j - t_i)
         return torch.einsum("ijd,ikd->ijk", u, u)
 
     def at_k(e):  # vertex k: <t_i - t_k, t_j - t_k>
-        u = _unit(e[:, None, :] - e[None, :, :])  # u[i, k] = unit(t_i - t_k)
+        u = F.normalize(e[:, None, :] - e[None, :, :], dim=-1)  # u[i, k] = unit(t_i - t_k)
         return torch.einsum("ikd,jkd->ijk", u, u)
 
     m = "rkd_angles."
@@ -192,12 +184,7 @@ def _angle_variants() -> list[engine.Variant]:
 
 def _valid(n: int) -> torch.Tensor:
     """valid[i, j, k]: i != j and k != j (where two points coincide the cosine is not defined)."""
-    off = ~torch.eye(n, dtype=torch.bool)
-    return off[:, :, None] & off[None, :, :]
-
-
-def _masked(angles: Callable) -> Callable:
-    return lambda e: angles(e).where(_valid(len(e)), torch.zeros(()))
+    return _off(n)[:, :, None] & _off(n)[None, :, :]
 
 
 def _angles_output(name: str, shown: str, out, case: tuple) -> torch.Tensor:
@@ -220,7 +207,8 @@ def _angles_fallback(exercise, name, out, e, case) -> str:
 RKD_ANGLES = engine.Exercise(
     "rkd_angles", losses.rkd_angles, _ANGLE_INPUTS,
     show=lambda c: f"embedding of shape {tuple(c[0].shape)}",
-    variants=lambda: [engine.Variant(v.mistakes, _masked(v.make), v.id) for v in _angle_variants()],
+    variants=lambda: [engine.Variant(v.mistakes, lambda e, f=v.make: f(e).where(_valid(len(e)), torch.zeros(())), v.id)
+                      for v in _angle_variants()],  # compared where the angle is defined (_valid)
     success="{name} matches the reference on {n} test cases (the vertex is the middle point).",
     fallback=_angles_fallback, output=_angles_output,
     quoted=lambda outputs, expected: 0,

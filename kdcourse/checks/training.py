@@ -16,6 +16,7 @@ it with the gradients of the usual wrong losses (alpha swapped, ``T^2`` missing,
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -34,25 +35,13 @@ __all__ = ["check_count_parameters", "check_accuracy", "check_kd_training_step"]
 # ---------------------------------------------------------------- lesson 03: count_parameters
 
 
-class _TinyConvNet(nn.Module):
-    """Conv (with bias) + BatchNorm + conv (no bias) + linear: every kind of parameter and buffer."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.conv2 = nn.Conv2d(4, 6, 3, padding=1, bias=False)
-        self.head = nn.Linear(6, 5)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = torch.relu(self.conv2(x))
-        return self.head(x.mean((2, 3)))
-
-
 with torch.random.fork_rng(devices=[]):
     torch.manual_seed(0)
-    _NET = _TinyConvNet()
+    # conv (with bias) + BatchNorm + conv (no bias) + linear: every kind of parameter and buffer
+    _NET = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 4, 3, padding=1), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(4, 6, 3, padding=1, bias=False), relu2=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), head=nn.Linear(6, 5)))
 _COUNT_CASES = ((_NET,), (copy.deepcopy(_NET).requires_grad_(False),))  # 40 + 8 + 216 + 35 = 299 parameters
 
 
@@ -126,12 +115,6 @@ def _a_number(name: str, shown: str, out, case: tuple):
     return out
 
 
-def _accuracy_hint(error: Exception) -> str:
-    if "size" in str(error) or "shape" in str(error):
-        return engine.mistake("accuracy.argmax_over_batch_error")
-    return engine.mistake("accuracy.raised")
-
-
 def _accuracy_variants() -> list[engine.Variant]:
     m = "accuracy."
     return [
@@ -155,7 +138,9 @@ ACCURACY = engine.Exercise(
     success="accuracy = share of examples whose highest logit is the true class.",
     fallback=_accuracy_fallback, output=_a_number, quote=_numbers,
     same=lambda a, b: isinstance(a, (int, float)) and abs(a - b) < 1e-6, collect_errors=True,
-    error_hint=lambda error, case: "\n" + _accuracy_hint(error),
+    error_hint=lambda error, case: "\n" + (  # a shape error: most likely the arg-max over the batch
+        engine.mistake("accuracy.argmax_over_batch_error") if "shape" in str(error) or "size" in str(error)
+        else engine.mistake("accuracy.raised")),
 )
 
 
@@ -166,26 +151,16 @@ check_accuracy = engine.checker(ACCURACY, """
 # ---------------------------------------------------------------- lesson 04: the KD training step
 
 
-class _Teacher(nn.Module):
-    """A teacher with BatchNorm and dropout, so running it in train mode leaves traces."""
-
-    def __init__(self, d_in: int = 6, n_classes: int = 4):
-        super().__init__()
-        self.fc1 = nn.Linear(d_in, 16)
-        self.bn = nn.BatchNorm1d(16)
-        self.drop = nn.Dropout(0.5)
-        self.fc2 = nn.Linear(16, n_classes)
-
-    def forward(self, x):
-        return self.fc2(self.drop(torch.relu(self.bn(self.fc1(x))))) * 2.0
-
-
 def _kd_setup():
     """Fixed student, teacher (as it would be right after its own training: train mode,
     gradients on) and two batches, all in float64 so that gradients compare tightly."""
     torch.manual_seed(1234)
-    teacher = _Teacher().double()
+    # with BatchNorm and dropout, so that running it in train mode leaves traces
+    teacher = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 16), bn=nn.BatchNorm1d(16), relu=nn.ReLU(),
+                                        drop=nn.Dropout(0.5), fc2=nn.Linear(16, 4))).double()
     with torch.no_grad():
+        for p in teacher.fc2.parameters():
+            p.mul_(2.0)  # confident logits
         teacher.train()
         for _ in range(3):  # give BatchNorm non-trivial running statistics
             teacher(torch.randn(32, 6, dtype=torch.float64) * 2 + 1)
@@ -324,7 +299,7 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
 
     optimizer = torch.optim.SGD(student.parameters(), lr=lr)
     (x1, y1), (x2, y2) = batches
-    before1 = _params(student)
+    before1, start = _params(student), copy.deepcopy(student)
     with torch.no_grad():
         expected_loss1 = float(reference(student(x1), t_logits[0], y1))
     ref_grads1 = _grads(student, reference, x1, y1, t_logits[0])
@@ -361,7 +336,7 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
     learner_grads1 = [(b - a) / lr for a, b in zip(after1, before1)]
     if not _close(learner_grads1, ref_grads1):
         for name, loss_fn, hint in variants[1:]:
-            if _close(learner_grads1, _grads(_student_copy_at(before1, student), loss_fn, x1, y1, t_logits[0])):
+            if _close(learner_grads1, _grads(start, loss_fn, x1, y1, t_logits[0])):
                 raise AssertionError(f"Your update matches a wrong loss: {hint}")
         raise engine.fail("kd_training_step.unexplained")
 
@@ -386,12 +361,3 @@ def check_kd_training_step(kd_training_step, T: float = 3.0, alpha: float = 0.3,
         raise engine.fail("kd_training_step.state_between_calls")
     print("✓ the teacher stays frozen, the loss is alpha * T^2 * KL + (1 - alpha) * CE, "
         "and every step updates the student exactly like the reference.")
-
-
-def _student_copy_at(params: list[torch.Tensor], like: nn.Module) -> nn.Module:
-    """A copy of ``like`` whose parameters are set to ``params`` (used to replay a step)."""
-    model = copy.deepcopy(like)
-    with torch.no_grad():
-        for p, v in zip(model.parameters(), params):
-            p.copy_(v)
-    return model

@@ -8,7 +8,8 @@ hand says its messages from here too (``engine.fail(id, name=...)``). One module
 :mod:`.logits` (lessons 01, 02, 04 and 07), :mod:`.training` (03 and 04's training step),
 :mod:`.features` (05, 08b), :mod:`.relations` (06), :mod:`.studies` (08, 08c), :mod:`.language` (09),
 and :mod:`.answers` (what any checker says of what came back: a number where a tensor was due, NaN,
-a gradient that does not reach the student).
+a gradient that does not reach the student). What the logit mistakes compute is here too
+(:mod:`.wrong_losses`): the checkers of lessons 02 and 04 try it, and lesson 07's broken losses equal it.
 
 Each entry has an ``id`` (an exercise's own mistakes are ``exercise.mistake``), a one-line
 ``summary`` (what is wrong; the logit mistakes, which lesson 07 lists), a ``fix`` (what it does,
