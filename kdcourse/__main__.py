@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     pat.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                      help="bfloat16: the students' and the live teacher's forward passes under autocast (a GPU's)")
     pat.add_argument("--channels-last", action="store_true", help="networks and batches channels-last (a GPU's)")
+    pat.add_argument("--teacher", choices=["strong", "weak"], default="strong",
+                     help="the shipped teacher (strong: 88 %%; weak: the same network after 3 epochs, 77 %%)")
+    pat.add_argument("--student-widths", default=None, metavar="A,B,C",
+                     help="the student CifarCNN's three widths (default 16,32,64, the full profile's)")
     pat.add_argument("--quiet", action="store_true", help="no progress bar")
 
     grade.add_arguments(sub.add_parser("grade", help="run learners' notebooks and tabulate their checkers' results"))
@@ -144,8 +148,15 @@ def _patience(args) -> int:
         print(f"error: --budgets takes epochs separated by commas (e.g. 30,100,300), got {args.budgets!r}",
               file=sys.stderr)
         return 2
-    reg = replace(capstone.FULL, precision=args.precision, channels_last=args.channels_last,
-                  **({} if args.images is None else {"train_size": args.images}))
+    changes = {"train_size": args.images} if args.images is not None else {}
+    try:
+        if args.student_widths is not None:
+            changes["student_widths"] = _student_widths(args.student_widths)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    reg = replace(capstone.FULL, precision=args.precision, channels_last=args.channels_last, teacher=args.teacher,
+                  **changes)
 
     def write(result: dict) -> None:  # after every budget: a run cut short keeps what it finished
         if args.json:
@@ -228,13 +239,7 @@ def _transfer(args, methods: list[str], progress: bool) -> dict:
     if args.student_widths is not None:
         if args.dataset == "digits":
             raise ValueError("--student-widths sets a CIFAR-10 CifarCNN; the digits student is DigitsCNN(8)")
-        try:
-            widths = tuple(int(w) for w in args.student_widths.split(","))
-        except ValueError:
-            widths = ()
-        if len(widths) != 3 or min(widths) < 1:
-            raise ValueError(f"--student-widths takes three positive integers like 16,32,64, got {args.student_widths!r}")
-        changes["student_widths"] = widths
+        changes["student_widths"] = _student_widths(args.student_widths)
     reg = replace(base, **changes)
     parallel.print0(f"transfer set: {reg.describe()}")
     if args.dataset == "digits":
@@ -244,6 +249,17 @@ def _transfer(args, methods: list[str], progress: bool) -> dict:
     else:
         study = cifar10_transfer_study(reg, methods, seeds=args.seeds, progress=progress, teacher=args.teacher)
     return study.results
+
+
+def _student_widths(text: str) -> tuple[int, int, int]:
+    """``--student-widths A,B,C``: the CIFAR-10 student ``CifarCNN``'s three widths."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"--student-widths takes three positive integers like 16,32,64, got {text!r}")
+    return widths
 
 
 if __name__ == "__main__":

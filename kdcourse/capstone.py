@@ -38,7 +38,7 @@ from .distill import METHODS, History, LossTerm, TrainConfig, evaluate, method_t
 from .models import CifarCNN, count_parameters, measure_latency
 from .study import RunPlan, Runs
 from .teacher_cache import cached_teacher_outputs
-from .teachers import CIFAR10_TEACHER_SHA256, load_cifar10_teacher
+from .teachers import CIFAR10_TEACHERS, cifar10_teacher_info, load_cifar10_teacher
 
 __all__ = [
     "CifarRegime",
@@ -89,6 +89,7 @@ class CifarRegime:
     curve_size: int | None = 500  # test images scored after every epoch, seed 0 (None: all)
     data_seed: int = 0  # which stratified subsets
     student_widths: tuple[int, int, int] = (8, 16, 32)
+    teacher: str = "strong"  # which shipped teacher (kdcourse.teachers.CIFAR10_TEACHERS): "strong" 88 %, "weak" 77 %
     epochs: int = 20
     batch_size: int = 64
     lr: float = 3e-3
@@ -124,7 +125,8 @@ class CifarRegime:
         sched = " + cosine" if self.cosine else ""
         fast = ", ".join(([f"{self.precision} autocast"] if self.precision != "float32" else [])
                          + (["channels-last"] if self.channels_last else []))
-        return (f"{self.name} profile: {images} training / {tests} test images, {self.epochs} epochs{aug}, "
+        teacher = f", the {self.teacher} teacher" if self.teacher != "strong" else ""
+        return (f"{self.name} profile: {images} training / {tests} test images{teacher}, {self.epochs} epochs{aug}, "
                 f"{self.optimizer} lr {self.lr:g}{sched}, batch {self.batch_size}, T={self.T:g}, alpha={self.alpha:g}"
                 + (f", {fast}" if fast else ""))
 
@@ -249,6 +251,8 @@ def cifar10_study(
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     methods = list(methods)
+    if reg.teacher not in CIFAR10_TEACHERS:
+        raise ValueError(f"the regime's teacher must be one of {CIFAR10_TEACHERS} (the shipped ones), got {reg.teacher!r}")
     for m in methods:  # fail before any expensive step
         capstone_terms(m, reg, CifarCNN(reg.student_widths), CifarCNN(reg.student_widths))
     dev = torch.device(device or config.device())
@@ -263,7 +267,8 @@ def cifar10_study(
         data = load_cifar10_data(train_size=reg.train_size, test_size=reg.test_size, seed=reg.data_seed)
     data = _contiguous(data)
     timings: dict[str, float | bool] = {"data_seconds": time.perf_counter() - start}
-    teacher = load_cifar10_teacher().to(dev)
+    teacher = load_cifar10_teacher(which=reg.teacher).to(dev)
+    teacher_sha256 = cifar10_teacher_info(which=reg.teacher)["sha256"]
     x_train, _ = tensors(data.train)
     x_test, y_test = tensors(data.test)
 
@@ -280,13 +285,13 @@ def cifar10_study(
     train_cache = None
     if not reg.augment:
         train_cache, hit_train = cached_teacher_outputs(teacher, x_train, features, cache=cache,
-                                                        teacher_sha256=CIFAR10_TEACHER_SHA256,
+                                                        teacher_sha256=teacher_sha256,
                                                         split="train", **subset_params)
     else:
         hit_train = False
     from .transfer import cifar10_teacher_logits
 
-    test_logits, test_source = cifar10_teacher_logits(data, "test", teacher=teacher, cache=cache)
+    test_logits, test_source = cifar10_teacher_logits(data, "test", teacher=teacher, cache=cache, which=reg.teacher)
     hit_test = test_source != "computed"
     timings["teacher_seconds"] = time.perf_counter() - start
     timings["teacher_from_cache"] = hit_train and hit_test if not reg.augment else hit_test

@@ -11,6 +11,9 @@ It is a GPU study (the issue's target: the whole study within 10 minutes on one 
 it runs on a subset (``reg`` with a ``train_size``), which is what the tests do::
 
     python -m kdcourse patience --budgets 30,100,300 --seeds 3 --json results/cifar10_patience.json
+
+The same study with the weak shipped teacher (``--teacher weak``, ``CifarRegime.teacher``) or another
+student (``--student-widths 4,8,16``) is the full-scale teacher-quality and capacity study.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
 # travels with the working tree (20 MB of the 64 MiB allowed):
 #     mkdir -p .cache/device && cp ../shared/data/cifar10-jpeg.tar.gz .cache/device/
 # Then one call:  run(command="bash scripts/gpu_session.sh", carry=[".cache/device"], timeout_s=590)
+# (or, in a later session, "bash scripts/gpu_session.sh quality" or "... capacity": the full-scale
+# teacher-quality and capacity studies, each about one call of its own; see the end of this file)
 # and copy what comes back from $OUT into results/ (and the fast teacher into kdcourse/assets/
 # if it reached 94 %: its .pt and .json; the JSON names the machine and the seconds).
 #
@@ -31,6 +33,26 @@ PY=${PY:-python3}
 { nvidia-smi -L; "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } \
   > "$OUT/machine.txt" 2>&1
 start=$SECONDS
+stage=${1:-patience}
+case "$stage" in
+  quality)  # the weak (77 %) teacher at the budgets the patience stage ran with the strong one: about 6 minutes
+    # at the stored H200 speed (16 s a 30-epoch baseline run, 23 s KD), in float32 (the probes decide
+    # bfloat16 in the patience stage: add its flags here if it chose them)
+    timeout 560 "$PY" -m kdcourse patience --budgets 10,30,100 --seeds 2 --quiet --teacher weak \
+      --json "$OUT/cifar10_patience_weak_teacher.json" > "$OUT/quality.log" 2>&1
+    echo "quality: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"; tail -6 "$OUT/quality.log"
+    exit 0 ;;
+  capacity)  # three more student sizes beside the patience stage's CifarCNN(16,32,64), 30 epochs, 2 seeds: about 5 minutes
+    for widths in 4,8,16 8,16,32 32,64,128; do
+      timeout 170 "$PY" -m kdcourse patience --budgets 30 --seeds 2 --quiet --student-widths "$widths" \
+        --json "$OUT/cifar10_patience_student_${widths//,/-}.json" > "$OUT/capacity_${widths//,/-}.log" 2>&1
+      echo "capacity $widths: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"
+      tail -3 "$OUT/capacity_${widths//,/-}.log"
+    done
+    exit 0 ;;
+  patience) ;;
+  *) echo "usage: bash scripts/gpu_session.sh [patience|quality|capacity]" >&2; exit 2 ;;
+esac
 timeout 120 "$PY" scripts/train_cifar_teacher.py --recipe fast --compile --out-dir "$OUT" \
   --name cifar10_teacher_fast > "$OUT/teacher_fast.log" 2>&1
 echo "fast teacher: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"

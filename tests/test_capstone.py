@@ -394,6 +394,32 @@ def test_tiny_patience_study_pairs_seeds_at_every_budget(data_cache, tmp_path, c
     assert main(["patience", "--budgets", "a,b"]) == 2
 
 
+@needs_cifar
+def test_patience_with_the_weak_teacher_and_another_student(data_cache, tmp_path, capsys, monkeypatch):
+    """The full-scale teacher-quality and capacity studies of issue 13 (a GPU's), here on 100 images: the
+    command line picks the shipped weak teacher and the student's widths."""
+    from kdcourse.__main__ import main
+    from kdcourse.data import load_cifar10_data, tensors
+    from kdcourse.transfer import cifar10_teacher_logits
+
+    monkeypatch.setattr(capstone, "FULL", replace(FULL, train_size=100, test_size=50, batch_size=50))
+    out = tmp_path / "patience.json"
+    assert main(["patience", "--budgets", "1", "--seeds", "1", "--images", "100", "--quiet", "--json", str(out),
+                 "--teacher", "weak", "--student-widths", "4,8,16"]) == 0
+    written = json.loads(out.read_text())
+    assert "the weak teacher" in written["regime"]
+    data = load_cifar10_data(train_size=100, test_size=50, seed=FULL.data_seed)
+    y = tensors(data.test)[1]
+    accuracy = {which: float((cifar10_teacher_logits(data, "test", which=which)[0].argmax(1) == y).float().mean())
+                for which in ("strong", "weak")}
+    assert accuracy["weak"] != accuracy["strong"]  # so that the next line tells them apart
+    assert written["teacher"] == pytest.approx(accuracy["weak"])
+    assert main(["patience", "--budgets", "1", "--student-widths", "4,8"]) == 2
+    assert "three positive integers" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="shipped ones"):
+        capstone.cifar10_study(("baseline",), 1, replace(FULL, teacher="medium"))
+
+
 def test_the_gpu_session_script_is_valid_bash_and_uses_flags_the_command_line_has(capsys):
     """scripts/gpu_session.sh runs only where a GPU is lent: here, its syntax and the patience flags it passes."""
     import subprocess
@@ -410,3 +436,5 @@ def test_the_gpu_session_script_is_valid_bash_and_uses_flags_the_command_line_ha
     assert info.value.code == 0
     shown = capsys.readouterr().out
     assert all(flag in shown for flag in ("--precision", "--channels-last", "--budgets", "--seeds", "--images"))
+    assert "--teacher weak" in text and "--student-widths" in text  # its quality and capacity stages
+    assert "--teacher" in shown and "--student-widths" in shown
