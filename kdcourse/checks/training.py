@@ -104,17 +104,6 @@ _SQUARE = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
 _ACCURACY_CASES = ((_LOGITS, _LABELS), (_SQUARE, _SQUARE.argmax(1)))
 
 
-def _a_number(name: str, shown: str, out, case: tuple):
-    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
-    if isinstance(out, torch.Tensor):
-        if out.numel() != 1:
-            raise engine.fail("accuracy.tensor_of_matches", name=name, out_shape=tuple(out.shape))
-        raise engine.fail("accuracy.returned_tensor", name=name)
-    if isinstance(out, bool) or not isinstance(out, (int, float)):
-        raise engine.fail("accuracy.not_a_float", name=name, type=type(out).__name__, out=f"{out!r}")
-    return out
-
-
 def _accuracy_variants() -> list[engine.Variant]:
     m = "accuracy."
     return [
@@ -124,6 +113,17 @@ def _accuracy_variants() -> list[engine.Variant]:
         row(m + "error_rate", lambda z, y: 1 - accuracy(z, y)),
         row(m + "over_batch", lambda z, y: float((z.argmax(0) == y).float().mean())),
     ]
+
+
+def _a_number(name: str, shown: str, out, case: tuple):
+    __tracebackhide__ = True  # IPython and pytest hide this frame: the learner sees the message
+    if isinstance(out, torch.Tensor):
+        if out.numel() != 1:
+            raise engine.fail("accuracy.tensor_of_matches", name=name, out_shape=tuple(out.shape))
+        raise engine.fail("accuracy.returned_tensor", name=name)
+    if isinstance(out, bool) or not isinstance(out, (int, float)):
+        raise engine.fail("accuracy.not_a_float", name=name, type=type(out).__name__, out=f"{out!r}")
+    return out
 
 
 def _accuracy_fallback(exercise, name, out, expected, case) -> str:
