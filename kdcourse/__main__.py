@@ -14,6 +14,7 @@ import sys
 
 from . import grade, nbgrader_export, parallel
 from .distill import METHODS
+from .teachers import CIFAR10_TEACHERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="with --labeled: epochs of the label-only baseline")
     cmp.add_argument("--student-widths", default=None, metavar="A,B,C",
                      help="with --labeled on cifar10: the student CifarCNN's three widths (default 16,32,64)")
-    cmp.add_argument("--teacher", choices=["strong", "weak"], default="strong",
+    cmp.add_argument("--teacher", choices=CIFAR10_TEACHERS, default="strong",
                      help="with --labeled on cifar10: the shipped teacher (strong: 88 %%, 60 epochs; weak: the "
                           "same network after 3 epochs)")
     cmp.add_argument("--threads", type=int, default=None,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     pat.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                      help="bfloat16: the students' and the live teacher's forward passes under autocast (a GPU's)")
     pat.add_argument("--channels-last", action="store_true", help="networks and batches channels-last (a GPU's)")
-    pat.add_argument("--teacher", choices=["strong", "weak"], default="strong",
+    pat.add_argument("--teacher", choices=CIFAR10_TEACHERS, default="strong",
                      help="the shipped teacher (strong: 88 %%; weak: the same network after 3 epochs, 77 %%)")
     pat.add_argument("--student-widths", default=None, metavar="A,B,C",
                      help="the student CifarCNN's three widths (default 16,32,64, the full profile's)")

@@ -24,6 +24,7 @@ from dataclasses import replace
 
 from . import capstone
 from .data import load_cifar10_data
+from .models import CifarCNN, count_parameters
 from .study import paired_differences
 
 __all__ = ["patience_study", "format_patience", "TARGET_GAIN"]
@@ -57,6 +58,8 @@ def patience_study(budgets: Sequence[int] = (30, 100, 300), methods: Sequence[st
     start = time.perf_counter()
     data = load_cifar10_data(train_size=reg.train_size, test_size=reg.test_size, seed=reg.data_seed)
     out: dict = {"regime": reg.describe().replace(f"{reg.epochs} epochs", "the budget's epochs"),
+                 "student": f"CifarCNN({', '.join(map(str, reg.student_widths))})",
+                 "student_parameters": count_parameters(CifarCNN(reg.student_widths)),
                  "teacher_view": "the student's own augmented batch (live)", "budgets": {}}
     for epochs in budgets:
         study = capstone.cifar10_study(methods, seeds, replace(reg, epochs=epochs), progress=progress,
@@ -79,8 +82,9 @@ def patience_study(budgets: Sequence[int] = (30, 100, 300), methods: Sequence[st
 
 def format_patience(result: dict) -> str:
     """The study as a table: per budget, each method's mean ± std, KD's paired gain and its worst seed."""
-    lines = [f"{result['regime']}; teacher {result['teacher']:.2%} on the test images, seen by the student's "
-             f"view: {result['teacher_view']}; {result['device']}",
+    lines = [f"{result['regime']}; student {result['student']} ({result['student_parameters']:,} parameters); "
+             f"teacher {result['teacher']:.2%} on the test images, seen by the student's view: "
+             f"{result['teacher_view']}; {result['device']}",
              f"{'epochs':>6}  {'labels only':>15}  {'KD':>15}  {'KD - labels (paired)':>22}  {'worst seed':>10}  "
              f"{'KD img/s':>9}"]
     for epochs, b in result["budgets"].items():

@@ -44,6 +44,8 @@ def paired_gain(method_runs: Sequence[float], baseline_runs: Sequence[float]) ->
     baseline_runs[i]``, run ``i`` of each trained with seed ``i`` (lesson 08c's exercise)."""
     if len(method_runs) != len(baseline_runs):
         raise ValueError(f"{len(method_runs)} runs against {len(baseline_runs)}: pair the runs by seed")
+    if len(method_runs) < 2:
+        raise ValueError(f"{len(method_runs)} run of each: a sample standard deviation needs at least 2 seeds")
     gain = summarize([x - y for x, y in zip(method_runs, baseline_runs)])
     return gain["mean"], gain["std"]
 

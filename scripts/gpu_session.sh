@@ -43,8 +43,9 @@ case "$stage" in
     echo "quality: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"; tail -6 "$OUT/quality.log"
     exit 0 ;;
   capacity)  # three more student sizes beside the patience stage's CifarCNN(16,32,64), 30 epochs, 2 seeds: about 5 minutes
-    for widths in 4,8,16 8,16,32 32,64,128; do
-      timeout 170 "$PY" -m kdcourse patience --budgets 30 --seeds 2 --quiet --student-widths "$widths" \
+    for widths in 4,8,16 8,16,32 32,64,128; do  # the widest gets the most time (a timed-out run writes nothing)
+      limit=150; [ "$widths" = 32,64,128 ] && limit=250
+      timeout "$limit" "$PY" -m kdcourse patience --budgets 30 --seeds 2 --quiet --student-widths "$widths" \
         --json "$OUT/cifar10_patience_student_${widths//,/-}.json" > "$OUT/capacity_${widths//,/-}.log" 2>&1
       echo "capacity $widths: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/machine.txt"
       tail -3 "$OUT/capacity_${widths//,/-}.log"

@@ -408,6 +408,8 @@ def test_patience_with_the_weak_teacher_and_another_student(data_cache, tmp_path
                  "--teacher", "weak", "--student-widths", "4,8,16"]) == 0
     written = json.loads(out.read_text())
     assert "the weak teacher" in written["regime"]
+    assert written["student"] == "CifarCNN(4, 8, 16)" and written["student_parameters"] < 26_682
+    assert "student CifarCNN(4, 8, 16)" in capsys.readouterr().out
     data = load_cifar10_data(train_size=100, test_size=50, seed=FULL.data_seed)
     y = tensors(data.test)[1]
     accuracy = {which: float((cifar10_teacher_logits(data, "test", which=which)[0].argmax(1) == y).float().mean())

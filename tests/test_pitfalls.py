@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from kdcourse import pitfalls as P
 from kdcourse.distill import evaluate, train
 from kdcourse.losses import kd_loss
-from kdcourse.mistakes.wrong_losses import kd_loss_with
+from kdcourse.mistakes.wrong_losses import distillation_loss_with, kd_loss_with
 from kdcourse.models import DigitsCNN
 
 
@@ -131,6 +131,8 @@ def test_a_soft_term_mistake_the_catalogue_cannot_make_is_refused():
         kd_loss_with("missing_t_squared", "t_not_squared")
     with pytest.raises(ValueError, match="not a soft-term mistake"):
         kd_loss_with("swapped_alpha")
+    with pytest.raises(ValueError, match="one slip of the weights"):
+        distillation_loss_with("swapped_alpha", "hard_only")
 
 
 def test_unknown_or_setup_pitfall_names_give_clear_errors():

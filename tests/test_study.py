@@ -6,7 +6,7 @@ from torch.utils.data import TensorDataset
 
 from kdcourse.distill import TrainConfig, evaluate, seed_everything, train
 from kdcourse.models import DigitsCNN
-from kdcourse.study import RunPlan, Runs, StudyResult, paired_differences, summarize
+from kdcourse.study import RunPlan, Runs, StudyResult, paired_differences, paired_gain, summarize
 
 
 def _data(n=48, seed=0):
@@ -120,3 +120,12 @@ def test_summarize_uses_the_sample_std():
     s = summarize([0.5, 0.7, 0.9])
     assert s["mean"] == pytest.approx(0.7) and s["std"] == pytest.approx(0.2)
     assert summarize([0.5])["std"] == 0.0
+
+
+def test_paired_gain_is_the_mean_and_sample_std_of_per_seed_differences():
+    mean, std = paired_gain([0.452, 0.471, 0.418], [0.372, 0.409, 0.401])
+    assert mean == pytest.approx(0.053) and std == pytest.approx(0.0324499615, rel=1e-6)
+    with pytest.raises(ValueError, match="pair the runs by seed"):
+        paired_gain([0.5, 0.6], [0.5])
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        paired_gain([0.7], [0.6])

@@ -93,11 +93,13 @@ def distillation_loss_with(*mistakes: str) -> Callable:
     """``fn(student_logits, teacher_logits, targets, T, alpha)``: ``alpha * T^2 KL + (1 - alpha) CE`` with
     ``mistakes`` made: at most one of :data:`WEIGHT_SLIPS`, one of :data:`HARD_TERM_SLIPS`, and soft-term
     mistakes (:func:`kd_loss_with`)."""
-    weights = next((m for m in mistakes if m in WEIGHT_SLIPS), None)
-    hard = next((m for m in mistakes if m in HARD_TERM_SLIPS), None)
-    soft = kd_loss_with(*(m for m in mistakes if m not in (weights, hard)))
-    weigh = WEIGHT_SLIPS[weights] if weights else lambda a: (a, 1 - a)
-    hard_term = HARD_TERM_SLIPS[hard] if hard else lambda s, t, y, T: F.cross_entropy(s, y)
+    weight_slips = [m for m in mistakes if m in WEIGHT_SLIPS]
+    hard_slips = [m for m in mistakes if m in HARD_TERM_SLIPS]
+    if len(weight_slips) > 1 or len(hard_slips) > 1:
+        raise ValueError(f"at most one slip of the weights and one of the hard term, got {weight_slips + hard_slips}")
+    soft = kd_loss_with(*(m for m in mistakes if m not in weight_slips + hard_slips))
+    weigh = WEIGHT_SLIPS[weight_slips[0]] if weight_slips else lambda a: (a, 1 - a)
+    hard_term = HARD_TERM_SLIPS[hard_slips[0]] if hard_slips else lambda s, t, y, T: F.cross_entropy(s, y)
 
     def fn(s, t, y, T, alpha):
         w_soft, w_hard = weigh(alpha)
